@@ -1,0 +1,26 @@
+"""Language games: the rules, as PettingZoo AEC envs with text moves.
+
+    import games
+    env = games.make("negotiation-v0", objective="coop")
+    env.reset(seed=0)
+
+``games`` imports nothing from ``agents`` or ``arena``: rules are pure and
+deterministic given the seed, and hold no model code.
+"""
+
+from games.base import GameError, GameResult, MoveRecord, TextGame
+from games.gym_env import SingleRoleEnv, to_gymnasium
+from games.options import GameOptions, OptionError, option
+from games.players import CallablePlayer, Player, RandomPlayer
+from games.registry import GameSpec, UnknownGameError, get_spec, list_games, load_plugin, make, register
+from games.spaces import AnyText
+
+from games.negotiation import NegotiationGame  # noqa: E402  (built-in games register below)
+
+register(NegotiationGame, origin="built-in")
+
+__all__ = [
+    "AnyText", "CallablePlayer", "GameError", "GameOptions", "GameResult", "GameSpec", "MoveRecord",
+    "OptionError", "Player", "RandomPlayer", "SingleRoleEnv", "TextGame", "UnknownGameError",
+    "get_spec", "list_games", "load_plugin", "make", "option", "register", "to_gymnasium",
+]
