@@ -15,8 +15,9 @@ messages) and ``observation`` (the structured dict that rule-based players read)
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 __all__ = ["Completion", "Policy", "PolicyError", "TurnRequest"]
 

@@ -7,7 +7,7 @@ each observation) and types a move. End of input (Ctrl-D) or Ctrl-C raises
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from rich.console import Console
 from rich.panel import Panel

@@ -7,11 +7,11 @@ add kinds with :func:`register_policy`.
 
 from __future__ import annotations
 
-from typing import Any, Callable
-
-from games.options import suggest
+from collections.abc import Callable
+from typing import Any
 
 from agents.base import Policy, PolicyError
+from games.options import suggest
 
 __all__ = ["load", "register_policy", "policy_kinds", "parse_spec"]
 

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import logging
 import zlib
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 import games
-from games.players import Player
-
 from agents.base import Completion, Policy, TurnRequest
+from games.players import Player
 
 __all__ = ["ScriptedPolicy", "RandomPolicy", "player_seed"]
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from typing import List, Optional
 
 import typer
 from rich.console import Console
@@ -20,11 +19,10 @@ import agents
 import games
 from agents.base import PolicyError
 from agents.human import HumanQuit
+from arena.display import game_card, games_table, observation_line, result_panel, turn_line
+from arena.rollout import run_episode
 from games.options import OptionError
 from games.registry import UnknownGameError
-
-from arena.display import game_card, games_table, result_panel, turn_line
-from arena.rollout import run_episode
 
 app = typer.Typer(
     name="arena",
@@ -49,13 +47,13 @@ def _fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-def _load_plugins(plugins: Optional[List[str]]) -> None:
+def _load_plugins(plugins: list[str] | None) -> None:
     for plugin in plugins or []:
         added = games.load_plugin(plugin)
         logging.getLogger(__name__).info("plugin %s registered %s", plugin, added)
 
 
-def parse_key_values(pairs: Optional[List[str]], what: str = "--option") -> dict[str, str]:
+def parse_key_values(pairs: list[str] | None, what: str = "--option") -> dict[str, str]:
     """``["a=1", "b=x"]`` -> ``{"a": "1", "b": "x"}``, with a clear error for malformed items."""
     out: dict[str, str] = {}
     for item in pairs or []:
@@ -81,8 +79,8 @@ def split_agents(spec: str, roles: tuple[str, ...]) -> dict[str, str]:
 
 @app.command("games")
 def games_command(
-    game: Optional[str] = typer.Argument(None, help="A game id: show its card and options."),
-    plugin: Optional[List[str]] = typer.Option(None, "--plugin", help="A game file or module to load first."),
+    game: str | None = typer.Argument(None, help="A game id: show its card and options."),
+    plugin: list[str] | None = typer.Option(None, "--plugin", help="A game file or module to load first."),
 ) -> None:
     """List the registered games, or show one game's card and options."""
     try:
@@ -102,10 +100,11 @@ def play_command(
                                     help="Agent spec for every role, or comma-separated, one per role "
                                          "(scripted, random, human, ...)."),
     seed: int = typer.Option(0, "--seed", "-s", help="Episode seed: the same seed and moves give the same game."),
-    option: Optional[List[str]] = typer.Option(None, "--option", "-o", help="Game option KEY=VALUE (repeatable)."),
-    plugin: Optional[List[str]] = typer.Option(None, "--plugin", help="A game file or module to load first."),
+    option: list[str] | None = typer.Option(None, "--option", "-o", help="Game option KEY=VALUE (repeatable)."),
+    plugin: list[str] | None = typer.Option(None, "--plugin", help="A game file or module to load first."),
     show_observations: bool = typer.Option(False, "--show-observations",
-                                           help="Print what each role sees before it moves."),
+                                           help="Print everything each role sees before it moves "
+                                                "(by default only what each role is first told)."),
     as_json: bool = typer.Option(False, "--json", help="Print the episode as JSON instead of the transcript."),
 ) -> None:
     """Play one episode and print its transcript."""
@@ -113,7 +112,7 @@ def play_command(
         _load_plugins(plugin)
         spec = games.get_spec(game)
         env = spec.make(**parse_key_values(option))
-        specs = split_agents(agents_spec, spec.roles)
+        specs = split_agents(agents_spec, env.roles)
         policies: dict[str, agents.Policy] = {}
         for name in set(specs.values()):
             policies[name] = agents.load(name)
@@ -124,14 +123,18 @@ def play_command(
     human = any(p.interactive for p in by_role.values())
     out = err_console if as_json else console
 
+    briefed: set[str] = set()
+
     def on_turn(request: agents.TurnRequest, turn) -> None:
         if turn is None:
             return
         if human and not by_role[turn.role].interactive:
             return  # the person sees the other roles' moves through their own observations
-        if show_observations and turn.observation:
-            out.print(Text.assemble((f"{turn.role} saw: ", "dim"), turn.observation), highlight=False)
-        out.print(turn_line(turn, spec.roles))
+        first = turn.role not in briefed
+        briefed.add(turn.role)
+        if turn.observation and (show_observations or first) and not by_role[turn.role].interactive:
+            out.print(observation_line(turn.role, turn.observation, env.roles), highlight=False)
+        out.print(turn_line(turn, env.roles), highlight=False)
 
     if not as_json:
         roles = ", ".join(f"{r}={s}" for r, s in specs.items())
@@ -140,7 +143,7 @@ def play_command(
         episode = run_episode(env, by_role, seed=seed, on_turn=on_turn)
     except HumanQuit as quit_:
         err_console.print(Text(f"Game stopped: {quit_}.", style="yellow"))
-        raise typer.Exit(130)
+        raise typer.Exit(130) from None
     finally:
         for policy in policies.values():
             policy.close()

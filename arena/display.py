@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from rich.console import Group
 from rich.panel import Panel
@@ -10,11 +10,10 @@ from rich.rule import Rule
 from rich.table import Table
 from rich.text import Text
 
+from arena.episode import Episode, TurnRecord
 from games.registry import GameSpec
 
-from arena.episode import Episode, TurnRecord
-
-__all__ = ["games_table", "game_card", "turn_line", "result_panel"]
+__all__ = ["games_table", "game_card", "turn_line", "observation_line", "result_panel"]
 
 _ROLE_STYLES = ("cyan", "magenta", "green", "yellow", "blue", "red")
 
@@ -58,9 +57,18 @@ def turn_line(turn: TurnRecord, roles: Iterable[str]) -> Text:
     line.append(f"{turn.role}", style=f"bold {role_style(turn.role, roles)}")
     line.append(f" ({turn.agent})", style="dim")
     line.append(": ")
-    line.append(turn.text if turn.text.strip() else "<empty>")
+    text = turn.text if turn.text.strip() else "<empty>"
+    line.append(text.replace("\n", "\n    "))
     if not turn.legal:
         line.append(f"  ✗ illegal: {turn.reason}", style="bold red")
+    return line
+
+
+def observation_line(role: str, text: str, roles: Iterable[str]) -> Text:
+    """What a role was shown, indented under its name."""
+    line = Text()
+    line.append(f"    {role} sees: ", style=f"dim {role_style(role, roles)}")
+    line.append(text.replace("\n", "\n    "), style="dim")
     return line
 
 

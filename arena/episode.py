@@ -100,7 +100,7 @@ class Episode:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Episode":
+    def from_dict(cls, data: dict[str, Any]) -> Episode:
         """Rebuild an episode from :meth:`to_dict` output, checking the schema."""
         if not isinstance(data, dict):
             raise EpisodeFormatError(f"an episode must be a JSON object; got {type(data).__name__}")
@@ -111,7 +111,9 @@ class Episode:
         missing = [n for n in ("id", "game", "seed", "roles") if n not in data]
         unknown = [k for k in data if k not in names]
         if missing or unknown:
-            raise EpisodeFormatError(f"episode {data.get('id', '?')!r}: missing fields {missing}, unknown fields {unknown}")
+            raise EpisodeFormatError(
+                f"episode {data.get('id', '?')!r}: missing fields {missing}, unknown fields {unknown}"
+            )
         turn_names = {f.name for f in dataclasses.fields(TurnRecord)}
         turns = []
         for raw in data.get("turns", []):

@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 
 from agents.base import Completion, Policy, TurnRequest
 from agents.human import HumanQuit
-from games.base import TextGame
-
 from arena.episode import Episode, TurnRecord, role_messages
+from games.base import TextGame
 
 __all__ = ["EpisodeRunner", "run_episode", "turn_seed"]
 

@@ -10,14 +10,16 @@ deterministic given the seed, and hold no model code.
 
 from games.base import GameError, GameResult, MoveRecord, TextGame
 from games.gym_env import SingleRoleEnv, to_gymnasium
+from games.negotiation import NegotiationGame  # noqa: E402  (built-in games register below)
 from games.options import GameOptions, OptionError, option
 from games.players import CallablePlayer, Player, RandomPlayer
+from games.refine import RefineGame  # noqa: E402
 from games.registry import GameSpec, UnknownGameError, get_spec, list_games, load_plugin, make, register
 from games.spaces import AnyText
+from games.therapy import TherapyGame  # noqa: E402
 
-from games.negotiation import NegotiationGame  # noqa: E402  (built-in games register below)
-
-register(NegotiationGame, origin="built-in")
+for _game in (NegotiationGame, RefineGame, TherapyGame):
+    register(_game, origin="built-in")
 
 __all__ = [
     "AnyText", "CallablePlayer", "GameError", "GameOptions", "GameResult", "GameSpec", "MoveRecord",

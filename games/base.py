@@ -33,8 +33,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 from gymnasium import spaces
@@ -83,9 +84,13 @@ class TextGame(AECEnv):
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"], "is_parallelizable": False}
 
     game_id: ClassVar[str] = ""
-    roles: ClassVar[tuple[str, ...]] = ()
+    #: Every role the game can have; an instance's ``roles`` may be fewer (see :meth:`roles_for`).
+    roles: tuple[str, ...] = ()
     options_class: ClassVar[type[GameOptions]] = GameOptions
-    scripted_player: ClassVar[type["Player"] | None] = None
+    scripted_player: ClassVar[type[Player] | None] = None
+
+    #: Option sets worth testing and showing (registry-wide tests run every game in each of them).
+    variants: ClassVar[tuple[dict[str, Any], ...]] = ({},)
 
     #: Moves longer than this are illegal (and clipped in the record).
     max_move_chars: ClassVar[int] = 4000
@@ -94,7 +99,9 @@ class TextGame(AECEnv):
     #: An observation's text never exceeds this many characters.
     max_observation_chars: ClassVar[int] = 16000
 
-    def __init__(self, options: GameOptions | Mapping[str, Any] | None = None, render_mode: str | None = None, **kwargs: Any):
+    def __init__(
+        self, options: GameOptions | Mapping[str, Any] | None = None, render_mode: str | None = None, **kwargs: Any
+    ):
         super().__init__()
         if not self.game_id or not self.roles:
             raise GameError(f"{type(self).__name__} must set the class attributes game_id and roles")
@@ -111,6 +118,10 @@ class TextGame(AECEnv):
             raise GameError(f"render_mode must be one of {self.metadata['render_modes']}; got {render_mode!r}")
         self.render_mode = render_mode
         self.metadata = {**type(self).metadata, "name": self.game_id}
+        roles = tuple(self.roles_for(self.options))
+        if not roles or not set(roles) <= set(type(self).roles):
+            raise GameError(f"{type(self).__name__}.roles_for() must return some of {type(self).roles}; got {roles}")
+        self.roles = roles
         self.possible_agents = list(self.roles)
         limit = int(self.turn_limit())
         text_space = AnyText(max_length=self.max_observation_chars)
@@ -123,6 +134,11 @@ class TextGame(AECEnv):
         self.np_random, self.np_random_seed = seeding.np_random(None)
 
     # ------------------------------------------------------------------ rules API
+    @classmethod
+    def roles_for(cls, options: GameOptions) -> tuple[str, ...]:
+        """The roles that play with these options (some of ``cls.roles``; default: all)."""
+        return cls.roles
+
     def setup(self) -> None:
         """Start a new episode: draw its state with ``self.np_random``, tell each role its situation
         and call ``self.next_turn(first_role)``."""

@@ -10,12 +10,16 @@ plain function from observation text to move text, or the strings
     obs, reward, terminated, truncated, info = env.step("[propose] (1 book, 1 hat, 1 ball)")
 
 The reward of a step is everything the role earned from its move until its
-next turn (or the end of the game).
+next turn (or the end of the game). If a game ends before the role's first
+turn, ``reset`` returns the final observation and the first ``step`` (its
+action ignored) returns ``terminated=True`` with the role's reward.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Union
+import copy
+from collections.abc import Callable, Mapping
+from typing import Any, Union
 
 import gymnasium
 import numpy as np
@@ -53,6 +57,7 @@ class SingleRoleEnv(gymnasium.Env):
         self.observation_space = game.observation_space(role)
         self.action_space = game.action_space(role)
         self._players: dict[str, Player] = {}
+        self._paid = False
 
     def _player(self, role: str, spec: Opponent, seed: int) -> Player:
         options = self.game.options
@@ -82,14 +87,24 @@ class SingleRoleEnv(gymnasium.Env):
             for r, spec in self.opponents.items()
         }
         self._advance()
+        self._paid = False
         obs, reward, terminated, truncated, info = self._last()
         return obs, info
 
     def step(self, action: Any) -> tuple[dict, float, bool, bool, dict]:
         if self.game.done:
-            raise RuntimeError("the episode has ended; call reset() before step()")
+            # The episode can end before this role's first turn (e.g. a refiner when the critic accepts
+            # the first solution): the first step then only collects the role's reward. Later steps
+            # return the same end with no reward.
+            obs, reward, terminated, truncated, info = self._last()
+            if self._paid:
+                gymnasium.logger.warn("step() called after the episode ended; call reset()")
+                reward = 0.0
+            self._paid = True
+            return obs, reward, terminated, truncated, {**info, "action_ignored": True}
         self.game.step(action)
         self._advance()
+        self._paid = self.game.done
         return self._last()
 
     def _advance(self) -> None:
@@ -104,7 +119,7 @@ class SingleRoleEnv(gymnasium.Env):
         reward = float(game._cumulative_rewards.get(self.role, 0.0))
         terminated = bool(game.terminations.get(self.role, False))
         truncated = bool(game.truncations.get(self.role, False))
-        info = dict(game.infos.get(self.role, {}))
+        info = copy.deepcopy(game.infos.get(self.role, {}))
         return obs, reward, terminated, truncated, info
 
     def render(self) -> str | None:

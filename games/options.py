@@ -19,8 +19,9 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import typing
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 __all__ = ["GameOptions", "OptionError", "OptionInfo", "option", "suggest"]
 
@@ -138,7 +139,7 @@ class GameOptions:
         """Check relations between options; raise :class:`OptionError` if they do not hold."""
 
     @classmethod
-    def from_mapping(cls, values: Mapping[str, Any] | None = None, *, source: str = "") -> "GameOptions":
+    def from_mapping(cls, values: Mapping[str, Any] | None = None, *, source: str = "") -> GameOptions:
         """Build options from a mapping (scenario file, CLI flags), rejecting unknown names."""
         values = dict(values or {})
         names = [f.name for f in dataclasses.fields(cls)]

@@ -10,13 +10,14 @@ are baselines and opponents; they are not model code.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 
 from games.options import GameOptions
 
-__all__ = ["Player", "RandomPlayer", "CallablePlayer"]
+__all__ = ["Player", "RandomPlayer", "CallablePlayer", "players_by_role"]
 
 
 class Player(ABC):
@@ -54,3 +55,19 @@ class CallablePlayer(Player):
 
     def act(self, observation: Mapping[str, Any]) -> str:
         return self.fn(observation["text"])
+
+
+def players_by_role(name: str, players: Mapping[str, type[Player]]) -> type[Player]:
+    """One Player class that plays each role with that role's own Player class (for ``scripted_player``)."""
+
+    def __init__(self: Player, role: str, options: GameOptions, seed: int | None = None) -> None:
+        Player.__init__(self, role, options, seed)
+        if role not in players:
+            raise ValueError(f"{name} has no player for role {role!r}; it plays {sorted(players)}")
+        self.player = players[role](role, options, seed)
+
+    def act(self: Player, observation: Mapping[str, Any]) -> str:
+        return self.player.act(observation)
+
+    doc = f"Plays each role with its own player: {', '.join(f'{r}={c.__name__}' for r, c in players.items())}."
+    return type(name, (Player,), {"__init__": __init__, "act": act, "__doc__": doc})

@@ -2,8 +2,10 @@
 
 Built-in games register when :mod:`games` is imported. Other packages add
 games through the ``arena.games`` entry-point group (``name = "pkg.module:GameClass"``),
-loaded the first time the registry is read; a single file can be loaded with
-:func:`load_plugin` (what ``arena ... --plugin FILE.py`` does).
+loaded the first time the registry is read, together with the game files or
+modules listed in the ``ARENA_PLUGINS`` environment variable (separated by
+``:``); a single file can also be loaded with :func:`load_plugin` (what
+``arena ... --plugin FILE.py`` does).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import importlib.metadata
 import importlib.util
 import inspect
 import logging
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,10 +114,13 @@ def register(
 
 
 def _load_entry_points() -> None:
+    """Load the ``arena.games`` entry points and the files or modules named in ``$ARENA_PLUGINS``."""
     global _entry_points_loaded
     if _entry_points_loaded:
         return
     _entry_points_loaded = True
+    for target in filter(None, (t.strip() for t in os.environ.get("ARENA_PLUGINS", "").split(os.pathsep))):
+        load_plugin(target)  # a broken file named explicitly is the user's error: let it raise
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         try:
             obj = ep.load()

@@ -10,12 +10,28 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 import pytest  # noqa: E402
 
 import games  # noqa: E402
+from tests.guide import guide_game_file  # noqa: E402
+
+# The game built by docs/new-game.md joins every registry-wide test, so the guide cannot rot.
+# (With ARENA_PLUGINS set, the registry loads the games named there instead.)
+if not os.environ.get("ARENA_PLUGINS"):
+    games.load_plugin(guide_game_file())
 
 
 def all_game_ids() -> list[str]:
     return [spec.id for spec in games.list_games()]
 
 
+def all_variants() -> list[tuple[str, dict]]:
+    return [(spec.id, dict(v)) for spec in games.list_games() for v in spec.cls.variants]
+
+
 @pytest.fixture(params=all_game_ids())
 def game_id(request) -> str:
+    return request.param
+
+
+@pytest.fixture(params=all_variants(), ids=lambda v: v[0] + "".join(f"-{k}={x}" for k, x in v[1].items()))
+def variant(request) -> tuple[str, dict]:
+    """A registered game and one of its option sets."""
     return request.param

@@ -69,3 +69,30 @@ def test_bad_inputs_are_clear_errors():
         result = runner.invoke(app, args)
         assert result.exit_code == 2, (args, result.output)
         assert message in result.output, (args, result.output)
+
+
+def test_every_game_variant_plays_from_the_cli(variant):
+    game_id, options = variant
+    args = ["play", game_id, "--agents", "scripted", "--seed", "2"]
+    for key, value in options.items():
+        args += ["-o", f"{key}={value}"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "seed 2" in result.output
+
+
+def test_a_human_can_be_the_critic():
+    moves = "Step 2 is wrong. Verdict: incorrect\nVerdict: correct\nVerdict: correct\nVerdict: correct\n"
+    result = runner.invoke(app, ["play", "refine-v0", "-a", "scripted,human,scripted", "-s", "5",
+                                 "-o", "protocol=solver-critic-refiner"], input=moves)
+    assert result.exit_code == 0, result.output
+    assert "You play critic" in result.output and "(Score:" in result.output and "critic_accuracy" in result.output
+
+
+def test_a_human_can_be_the_therapist():
+    questions = "How is your mood? Symptoms: feeling down\n" * 9
+    answer = "Diagnosis: major depressive disorder Plan: behavioural activation, cognitive behavioural therapy\n"
+    result = runner.invoke(app, ["play", "therapy-v0", "--agents", "scripted,human", "--seed", "1"],
+                           input=questions + answer + "Plan: cbt\n" * 7)
+    assert result.exit_code == 0, result.output
+    assert "You play therapist" in result.output and "diagnosis_correct" in result.output

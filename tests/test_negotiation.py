@@ -95,7 +95,7 @@ def _known_game(**options):
 
 def test_a_deal_scores_each_share_by_its_owner_values():
     env = _known_game()
-    counts, (v0, v1) = env.setup_state.counts, env.setup_state.values
+    counts = env.setup_state.counts
     first, second = _first_and_second(env)
     share_first = (counts[0], 0, 0)
     env.step("Let me have the books.")

@@ -52,8 +52,9 @@ Metrics
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 from gymnasium import spaces
@@ -89,6 +90,7 @@ class NegotiationGame(TextGame):
     roles = ("player_0", "player_1")
     options_class = NegotiationOptions
     options: NegotiationOptions
+    variants = ({}, {"objective": "coop"}, {"objective": "comp", "max_messages": 20})
 
     def turn_limit(self) -> int:
         return self.options.max_messages

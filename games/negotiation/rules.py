@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import Literal, Sequence
+from functools import cache
+from typing import Literal
 
 import numpy as np
 
@@ -32,7 +33,7 @@ class Setup:
     values: tuple[Share, Share]
 
 
-@lru_cache(maxsize=None)
+@cache
 def count_vectors() -> tuple[Share, ...]:
     """Every item-count vector: at least one of each type, 5 to 7 items in all."""
     return tuple(
@@ -40,7 +41,7 @@ def count_vectors() -> tuple[Share, ...]:
     )
 
 
-@lru_cache(maxsize=None)
+@cache
 def value_vectors(counts: Share) -> tuple[Share, ...]:
     """Every non-negative integer value vector worth exactly 10 for all the items."""
     out = []
@@ -50,7 +51,7 @@ def value_vectors(counts: Share) -> tuple[Share, ...]:
     return tuple(out)
 
 
-@lru_cache(maxsize=None)
+@cache
 def value_pairs(counts: Share) -> tuple[tuple[Share, Share], ...]:
     """Valid (player_0, player_1) value pairs: every type is worth something to someone,
     and some type is worth something to both (so that the players' interests conflict)."""
