@@ -96,3 +96,30 @@ def test_runner_requests_carry_both_views():
     assert runner.pending() is request, "asking twice returns the same pending turn"
     with pytest.raises(ValueError, match="no agent for roles"):
         EpisodeRunner(env, {"player_0": agents.load("scripted")}, seed=0)
+
+
+@pytest.mark.parametrize("error", [EOFError, KeyboardInterrupt])
+def test_human_quits_cleanly_on_eof_and_ctrl_c(error):
+    from rich.console import Console
+
+    def read(prompt):
+        raise error()
+
+    human = agents.HumanPolicy(console=Console(file=open("/dev/null", "w")), read=read)
+    env = games.make("negotiation-v0")
+    with pytest.raises(agents.HumanQuit, match="left the game"):
+        run_episode(env, {"player_0": human, "player_1": human}, seed=0)
+
+
+def test_human_sees_its_brief_once_and_each_observation():
+    import io
+
+    from rich.console import Console
+
+    buffer = io.StringIO()
+    moves = iter(["hello", "[propose] (1 book)", "[propose] (0 books)"])
+    human = agents.HumanPolicy(console=Console(file=buffer, width=200), read=lambda prompt: next(moves))
+    env = games.make("negotiation-v0")
+    episode = run_episode(env, {"player_0": human, "player_1": agents.load("scripted")}, seed=1)
+    shown = buffer.getvalue()
+    assert shown.count("You play player_0") == 1 and "Items:" in shown and episode.ok
