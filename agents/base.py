@@ -65,6 +65,9 @@ class Policy(ABC):
 
     #: True for policies that talk to a person: the rollout runs them one turn at a time.
     interactive: bool = False
+    #: True if a request's answer never depends on the other requests in its batch (rule-based
+    #: policies). Model backends are False: floating point makes batch composition matter.
+    batch_invariant: bool = False
 
     def __init__(self, spec: str):
         self.spec = spec

@@ -26,6 +26,7 @@ class HumanPolicy(Policy):
     """Asks a person for each move."""
 
     interactive = True
+    batch_invariant = True
 
     def __init__(self, spec: str = "human", console: Console | None = None, read: Callable[[str], str] | None = None):
         super().__init__(spec)

@@ -8,25 +8,38 @@ add kinds with :func:`register_policy`.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from agents.base import Policy, PolicyError
+from agents.sampling import SamplingConfig
 from games.options import suggest
 
-__all__ = ["load", "register_policy", "policy_kinds", "parse_spec"]
+__all__ = ["LoadContext", "load", "register_policy", "policy_kinds", "parse_spec"]
 
-PolicyFactory = Callable[[str, str, dict[str, Any]], Policy]
-_FACTORIES: dict[str, tuple[PolicyFactory, str]] = {}
+PolicyFactory = Callable[[str, str, "LoadContext"], Policy]
+_FACTORIES: dict[str, tuple[PolicyFactory, str, bool]] = {}  # name -> (factory, help, takes an argument)
 
 
-def register_policy(name: str, factory: PolicyFactory, help: str) -> None:
-    """Make ``name`` (or ``name:ARG``) a valid agent spec. ``factory(spec, arg, kwargs)`` builds the policy."""
-    _FACTORIES[name] = (factory, help)
+@dataclass
+class LoadContext:
+    """What a policy factory gets besides its spec: sampling settings and backend options."""
+
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def register_policy(name: str, factory: PolicyFactory, help: str, takes_argument: bool = False) -> None:
+    """Make ``name`` (or ``name:ARG`` when ``takes_argument``) a valid agent spec.
+
+    ``factory(spec, arg, context)`` builds the policy; ``context`` is a :class:`LoadContext`.
+    """
+    _FACTORIES[name] = (factory, help, takes_argument)
 
 
 def policy_kinds() -> dict[str, str]:
-    """Each spec name with its one-line help."""
-    return {name: help for name, (_, help) in sorted(_FACTORIES.items())}
+    """Each spec form (``scripted``, ``hf:PATH``, ...) with its one-line help."""
+    return {name + (":..." if arg else ""): help for name, (_, help, arg) in sorted(_FACTORIES.items())}
 
 
 def parse_spec(spec: str) -> tuple[str, str]:
@@ -37,42 +50,63 @@ def parse_spec(spec: str) -> tuple[str, str]:
     return name, arg
 
 
-def load(spec: str, **kwargs: Any) -> Policy:
-    """Build the policy an agent spec names."""
+def load(spec: str, sampling: SamplingConfig | None = None, **options: Any) -> Policy:
+    """Build the policy an agent spec names. ``options`` go to model backends (device, dtype, ...)."""
     name, arg = parse_spec(spec)
     if name not in _FACTORIES:
         known = sorted(_FACTORIES)
         raise PolicyError(
-            f"unknown agent {spec!r}; agents are {', '.join(k + ('' if k in _NO_ARG else ':...') for k in known)}."
-            f"{suggest(name, known)}"
+            f"unknown agent {spec!r}; agents are {', '.join(policy_kinds())}.{suggest(name, known)}"
         )
-    factory, _ = _FACTORIES[name]
-    return factory(spec.strip(), arg, kwargs)
+    factory, _, takes_argument = _FACTORIES[name]
+    if takes_argument and not arg:
+        raise PolicyError(f"agent {spec!r}: '{name}' needs an argument, as in {name}:...")
+    if not takes_argument and arg:
+        raise PolicyError(f"agent {spec!r}: '{name}' takes no argument")
+    return factory(spec.strip(), arg, LoadContext(sampling or SamplingConfig(), dict(options)))
 
 
-_NO_ARG: set[str] = set()
+def _rule_based(cls: type[Policy]) -> PolicyFactory:
+    return lambda spec, arg, context: cls(spec)
 
 
-def _no_argument(cls: type[Policy]) -> PolicyFactory:
-    def build(spec: str, arg: str, kwargs: dict[str, Any]) -> Policy:
-        if arg:
-            raise PolicyError(f"agent {spec!r}: '{spec.partition(':')[0]}' takes no argument")
-        return cls(spec, **kwargs)
+def _transformers(spec: str, arg: str, context: LoadContext) -> Policy:
+    from agents.hf import TransformersPolicy
 
-    return build
+    return TransformersPolicy(spec, arg, context.sampling, **context.options)
+
+
+def _seed(spec: str, arg: str, context: LoadContext) -> Policy:
+    from agents.hf import TransformersPolicy
+    from agents.seed import seed_model_dir
+
+    return TransformersPolicy(spec, seed_model_dir(), context.sampling, **context.options)
+
+
+def _endpoint(spec: str, arg: str, context: LoadContext) -> Policy:
+    from agents.endpoint import EndpointPolicy, parse_endpoint
+
+    model, url = parse_endpoint(arg)
+    return EndpointPolicy(spec, model, url, context.sampling, **context.options)
+
+
+def _vllm(spec: str, arg: str, context: LoadContext) -> Policy:
+    from agents.vllm_backend import VLLMPolicy
+
+    return VLLMPolicy(spec, arg, context.sampling, **context.options)
 
 
 def _register_builtins() -> None:
     from agents.human import HumanPolicy
     from agents.rule_based import RandomPolicy, ScriptedPolicy
 
-    for name, cls, help in (
-        ("scripted", ScriptedPolicy, "the game's rule-based player"),
-        ("random", RandomPolicy, "random legal-looking or garbage moves"),
-        ("human", HumanPolicy, "a person at the terminal"),
-    ):
-        register_policy(name, _no_argument(cls), help)
-        _NO_ARG.add(name)
+    register_policy("scripted", _rule_based(ScriptedPolicy), "the game's rule-based player")
+    register_policy("random", _rule_based(RandomPolicy), "random legal-looking or garbage moves")
+    register_policy("human", _rule_based(HumanPolicy), "a person at the terminal")
+    register_policy("seed", _seed, "the shipped seed model (a small chat model trained on the games)")
+    register_policy("hf", _transformers, "a local transformers chat model directory (or hub id)", True)
+    register_policy("openai", _endpoint, "an OpenAI-compatible chat endpoint: openai:MODEL@BASE_URL", True)
+    register_policy("vllm", _vllm, "a vLLM engine on a GPU (optional extra 'vllm'): vllm:PATH", True)
 
 
 _register_builtins()

@@ -31,6 +31,8 @@ def player_seed(episode_seed: int, role: str) -> int:
 class _PlayerPolicy(Policy):
     """Keeps a game player per (episode, role) and asks it for moves."""
 
+    batch_invariant = True
+
     def __init__(self, spec: str):
         super().__init__(spec)
         self._players: dict[tuple[str, str], Player] = {}

@@ -10,9 +10,20 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
+from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
 from rich.text import Text
 
 import agents
@@ -153,6 +164,176 @@ def play_command(
         console.print(result_panel(episode))
     if not episode.ok:
         raise typer.Exit(1)
+
+
+def _progress(total: int, description: str) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]} ep/s · legal {task.fields[legal]} · failed {task.fields[failed]}"),
+        TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+        console=err_console, transient=False,
+    )
+
+
+def _summary_table(summary: dict) -> Table:
+    table = Table(title="Summary", show_header=True)
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    table.add_row("episodes", str(summary["episodes"]))
+    table.add_row("failed", str(summary["failed"]))
+    table.add_row("legal-move rate", f"{summary['legal_rate']:.3f}")
+    for role, rate in summary.get("legal_rate_by_role", {}).items():
+        table.add_row(f"legal-move rate · {role}", f"{rate:.3f}")
+    for role, score in summary.get("mean_scores", {}).items():
+        table.add_row(f"mean score · {role}", f"{score:.3f}")
+    for name, value in summary.get("metrics", {}).items():
+        table.add_row(name, f"{value:.3f}")
+    return table
+
+
+@app.command("selfplay")
+def selfplay_command(
+    scenario_path: Path = typer.Argument(..., metavar="SCENARIO.toml", help="A self-play scenario file."),
+    episodes: int | None = typer.Option(None, "--episodes", "-n", help="Episodes to play (overrides [run])."),
+    concurrency: int | None = typer.Option(None, "--concurrency", "-c", help="Episodes at once (overrides [run])."),
+    out: str | None = typer.Option(None, "--out", "-o", help="Output directory (overrides [run])."),
+    seed: int | None = typer.Option(None, "--seed", "-s", help="Run seed (overrides [run])."),
+) -> None:
+    """Play many episodes at once into OUT/episodes.jsonl; run it again to resume."""
+    from arena.scenario import load_selfplay
+    from arena.selfplay import run_selfplay
+
+    try:
+        scenario = load_selfplay(scenario_path, {"episodes": episodes, "concurrency": concurrency,
+                                                 "out": out, "seed": seed})
+    except (CliError, *USER_ERRORS) as err:
+        _fail(str(err))
+        return
+    roles = ", ".join(f"{r}={s}" for r, s in scenario.roles.items())
+    console.print(Text.assemble(("self-play ", "bold"), f"{scenario.game.id} · {roles} · "
+                                f"{scenario.run.episodes} episodes · concurrency {scenario.run.concurrency} "
+                                f"→ {scenario.out}"), highlight=False)
+    with _progress(scenario.run.episodes, "self-play") as progress:
+        task = progress.add_task("self-play", total=scenario.run.episodes, rate="-", legal="-", failed=0)
+        started = time.perf_counter()
+
+        def on_episode(episode, stats) -> None:
+            rate = stats.episodes / max(time.perf_counter() - started, 1e-9)
+            progress.update(task, advance=1, rate=f"{rate:.2f}", legal=f"{stats.legal_rate:.1%}",
+                            failed=stats.failed)
+
+        try:
+            from arena.store import EpisodeStore
+
+            stored = len(EpisodeStore(scenario.out).ids()) if (scenario.out / EpisodeStore.FILE).is_file() else 0
+            progress.update(task, completed=min(stored, scenario.run.episodes))
+            result = run_selfplay(scenario, on_episode)
+        except (CliError, *USER_ERRORS, RuntimeError) as err:
+            _fail(str(err))
+            return
+    console.print(_summary_table(result.summary))
+    console.print(f"episodes: {result.out} ({result.played} played now, {result.total} stored)", highlight=False)
+
+
+@app.command("replay")
+def replay_command(
+    path: Path = typer.Argument(..., help="An episodes.jsonl file, or the run directory holding it."),
+    episode_id: str | None = typer.Option(None, "--id", help="Show only this episode."),
+    limit: int = typer.Option(5, "--limit", help="Show at most this many episodes (0: all)."),
+    show_observations: bool = typer.Option(False, "--show-observations", help="Print everything each role saw."),
+) -> None:
+    """Show stored episodes readably."""
+    from arena.store import StoreError, read_episodes
+
+    file = path / "episodes.jsonl" if path.is_dir() else path
+    shown = 0
+    try:
+        for episode in read_episodes(file):
+            if episode_id is not None and episode.id != episode_id:
+                continue
+            _show_episode(episode, show_observations)
+            shown += 1
+            if limit and shown >= limit and episode_id is None:
+                break
+    except StoreError as err:
+        _fail(str(err))
+    if episode_id is not None and not shown:
+        _fail(f"no episode {episode_id!r} in {file}")
+
+
+def _show_episode(episode, show_observations: bool) -> None:
+    roles = list(episode.roles)
+    agents_text = ", ".join(f"{r}={s}" for r, s in episode.roles.items())
+    console.rule(Text(f"{episode.id} · {episode.game} · seed {episode.seed} · {agents_text}"))
+    seen: set[str] = set()
+    for turn in episode.turns:
+        if turn.observation and (show_observations or turn.role not in seen):
+            console.print(observation_line(turn.role, turn.observation, roles), highlight=False)
+        seen.add(turn.role)
+        console.print(turn_line(turn, roles), highlight=False)
+    console.print(result_panel(episode))
+
+
+@app.command("export")
+def export_command(
+    path: Path = typer.Argument(..., help="A run directory (or its episodes.jsonl)."),
+    parquet: Path = typer.Argument(..., metavar="OUT.parquet", help="The Parquet file to write."),
+) -> None:
+    """Export stored episodes to Parquet (load them back with datasets or pandas)."""
+    from arena.store import EpisodeStore, StoreError
+
+    directory = path.parent if path.is_file() else path
+    try:
+        written = EpisodeStore(directory).to_parquet(parquet)
+    except StoreError as err:
+        _fail(str(err))
+        return
+    console.print(f"wrote {written}", highlight=False)
+
+
+@app.command("seed-model")
+def seed_model_command(
+    scenario_path: Path = typer.Argument(..., metavar="SCENARIO.toml", help="A seed-model scenario file."),
+    out: str | None = typer.Option(None, "--out", help="Where to save the model (overrides the scenario)."),
+) -> None:
+    """Build the seed model from scratch: transcripts, tokenizer, training, evaluation, model card."""
+    from arena.seed_model import build_seed_model, load_seed_scenario
+
+    try:
+        scenario = load_seed_scenario(scenario_path)
+    except USER_ERRORS as err:
+        _fail(str(err))
+        return
+    target = out or scenario.out
+    console.print(Text.assemble(("seed model ", "bold"), f"from {scenario_path} → {target}"), highlight=False)
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=err_console) as progress:
+        tasks: dict[str, int] = {}
+
+        def report(stage: str, info: dict) -> None:
+            if stage == "train":
+                if stage not in tasks:
+                    tasks[stage] = progress.add_task("training", total=info["of"], info="")
+                progress.update(tasks[stage], completed=info["step"],
+                                info=f"loss {info['loss']:.3f} · {info['tokens_per_s']:,.0f} tok/s")
+            elif stage == "data":
+                key = f"data {info['what']}"
+                if key not in tasks:
+                    tasks[key] = progress.add_task(key, total=info["of"], info="scripted episodes")
+                progress.update(tasks[key], completed=info["done"])
+            else:
+                progress.console.print(f"[dim]{stage} {info or ''}[/dim]", highlight=False)
+
+        report_data = build_seed_model(scenario, target, report)
+    console.print(f"saved to {target}: {report_data['parameters']:,} parameters, "
+                  f"final loss {report_data['final_loss']:.3f}; model card in {target}/README.md", highlight=False)
+    table = Table(title="Against scripted players")
+    for column in ("game", "model plays", "legal moves"):
+        table.add_column(column)
+    for row in report_data["evaluation"]:
+        table.add_row(row["game"] + (f" {row['options']}" if row["options"] else ""), ", ".join(row["model_plays"]),
+                      f"{row['model_legal_rate']:.1%}")
+    console.print(table)
 
 
 def main() -> None:

@@ -86,6 +86,14 @@ class Episode:
         history = [(t.observation, t.text) for t in self.turns[:index] if t.role == turn.role]
         return role_messages(self.briefs.get(turn.role, ""), history, turn.observation)
 
+    def conversation(self, role: str) -> list[dict[str, str]]:
+        """The whole chat of one role: its brief, then each observation and the move it made."""
+        messages = [{"role": "system", "content": self.briefs.get(role, "")}]
+        for t in self.turns:
+            if t.role == role:
+                messages += [{"role": "user", "content": t.observation}, {"role": "assistant", "content": t.text}]
+        return messages
+
     def credit_rewards(self) -> None:
         """Set each turn's ``reward``: what its mover earned from that move until its next move."""
         last_turn: dict[str, TurnRecord] = {}

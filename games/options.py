@@ -21,9 +21,9 @@ import difflib
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
-__all__ = ["GameOptions", "OptionError", "OptionInfo", "option", "suggest"]
+__all__ = ["Config", "GameOptions", "OptionError", "OptionInfo", "option", "suggest"]
 
 
 class OptionError(ValueError):
@@ -48,6 +48,8 @@ def option(
 ) -> Any:
     """A dataclass field for a game option, with help text and constraints."""
     meta = {"help": help, "choices": tuple(choices) if choices else None, "min": min, "max": max}
+    if isinstance(default, (dict, list, set)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
 
 
@@ -107,18 +109,46 @@ def _coerce(kind: type, value: Any) -> Any:
     return value
 
 
+def _check_container(kind: Any, value: Any) -> Any:
+    """Lists and tables from TOML: check the outer type (and string items for list[str])."""
+    origin = typing.get_origin(kind)
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise TypeError("a list")
+        args = typing.get_args(kind)
+        if args and args[0] is str and not all(isinstance(v, str) for v in value):
+            raise TypeError("a list of strings")
+        return tuple(value)
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise TypeError("a table of keys and values")
+        return dict(value)
+    return value
+
+
 @dataclass(frozen=True)
-class GameOptions:
-    """Base class of every game's options. Subclass it and add fields with :func:`option`."""
+class Config:
+    """A frozen dataclass of named settings, checked when built: types, ranges, choices, unknown names.
+
+    Fields are made with :func:`option`. Game options and scenario sections both build on this.
+    """
+
+    #: What one setting is called in messages ("option", "key").
+    _noun: ClassVar[str] = "option"
 
     def __post_init__(self) -> None:
         hints = typing.get_type_hints(type(self))
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             kind = hints.get(f.name)
-            where = f"option {f.name!r} of {type(self).__name__}"
+            where = f"{self._noun} {f.name!r}"
             try:
-                value = _coerce(kind, value) if isinstance(kind, type) else value
+                if isinstance(kind, type) and dataclasses.is_dataclass(kind) and issubclass(kind, Config):
+                    value = value if isinstance(value, kind) else kind.from_mapping(value, source=f.name)
+                elif isinstance(kind, type):
+                    value = _coerce(kind, value)
+                else:
+                    value = _check_container(kind, value)
             except TypeError as err:
                 raise OptionError(f"{where} must be {err}; got {value!r}") from None
             object.__setattr__(self, f.name, value)
@@ -136,34 +166,46 @@ class GameOptions:
         self.validate()
 
     def validate(self) -> None:
-        """Check relations between options; raise :class:`OptionError` if they do not hold."""
+        """Check relations between settings; raise :class:`OptionError` if they do not hold."""
 
     @classmethod
-    def from_mapping(cls, values: Mapping[str, Any] | None = None, *, source: str = "") -> GameOptions:
-        """Build options from a mapping (scenario file, CLI flags), rejecting unknown names."""
+    def from_mapping(cls, values: Mapping[str, Any] | None = None, *, source: str = "") -> Any:
+        """Build from a mapping (scenario file, CLI flags), rejecting unknown names.
+
+        ``source`` (a game id, a file and section) prefixes every error message.
+        """
+        if values is not None and not isinstance(values, Mapping):
+            raise OptionError(f"{source or cls.__name__}: expected a table of settings; got {values!r}")
         values = dict(values or {})
         names = [f.name for f in dataclasses.fields(cls)]
+        prefix = f"{source}: " if source else ""
         for key in values:
             if key not in names:
-                where = f" in {source}" if source else ""
                 known = ", ".join(names) or "(none)"
                 raise OptionError(
-                    f"unknown option {key!r}{where}; {cls.__name__} takes: {known}.{suggest(key, names)}"
+                    f"{prefix}unknown {cls._noun} {key!r}; {cls.__name__} takes: {known}.{suggest(key, names)}"
                 )
-        return cls(**values)
+        try:
+            return cls(**values)
+        except OptionError as err:
+            if not source or str(err).startswith(prefix):
+                raise
+            raise OptionError(f"{prefix}{err}") from None
 
     @classmethod
     def describe(cls) -> list[OptionInfo]:
-        """One :class:`OptionInfo` per option, in declaration order."""
+        """One :class:`OptionInfo` per setting, in declaration order."""
         hints = typing.get_type_hints(cls)
         out = []
         for f in dataclasses.fields(cls):
             kind = hints.get(f.name)
+            default = f.default if f.default is not dataclasses.MISSING else (
+                f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
             out.append(
                 OptionInfo(
                     name=f.name,
                     type=getattr(kind, "__name__", str(kind)),
-                    default=f.default,
+                    default=default,
                     help=f.metadata.get("help", ""),
                     choices=f.metadata.get("choices"),
                     min=f.metadata.get("min"),
@@ -175,3 +217,8 @@ class GameOptions:
     def to_dict(self) -> dict[str, Any]:
         """The options as a plain dict (JSON-safe for the built-in types)."""
         return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class GameOptions(Config):
+    """Base class of every game's options. Subclass it and add fields with :func:`option`."""

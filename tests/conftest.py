@@ -35,3 +35,11 @@ def game_id(request) -> str:
 def variant(request) -> tuple[str, dict]:
     """A registered game and one of its option sets."""
     return request.param
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A tiny random chat model saved with save_pretrained, shared by the session."""
+    from tests.tiny import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))

@@ -1,0 +1,159 @@
+"""``openai:MODEL@BASE_URL``: any OpenAI-compatible chat-completions server.
+
+Requests go out concurrently (at most ``concurrency`` at once) over one async
+HTTP client, each with a timeout. Rate limits (429), server errors (5xx) and
+connection failures are retried with exponential back-off and jitter; after
+the last retry the request fails, which fails its episode with the reason and
+leaves every other episode alone. Each request carries its turn's seed, which
+servers that honour ``seed`` use for sampling.
+
+The API key comes from an environment variable (``OPENAI_API_KEY`` unless
+``api_key_env`` names another) at request time; it is sent only in the
+``Authorization`` header and never appears in logs, errors or episodes.
+
+Servers return text (and, if asked and supported, token strings with
+log-probabilities) but no token ids, so completions from this backend have
+``token_ids = None``: train on them as text, or use ``hf:``/``vllm:`` for RL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from agents.base import Completion, Policy, PolicyError, TurnRequest
+from agents.sampling import SamplingConfig
+
+__all__ = ["EndpointPolicy", "parse_endpoint"]
+
+log = logging.getLogger(__name__)
+
+RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+
+
+def parse_endpoint(arg: str) -> tuple[str, str]:
+    """``"MODEL@http://host:port/v1"`` -> (model, base url). The model name may itself contain '@'."""
+    model, sep, url = arg.rpartition("@")
+    if not sep or not model or not url.startswith(("http://", "https://")):
+        raise PolicyError(f"openai agent spec must be openai:MODEL@BASE_URL (e.g. openai:my-model@"
+                          f"http://127.0.0.1:8000/v1); got openai:{arg}")
+    return model, url.rstrip("/")
+
+
+class EndpointPolicy(Policy):
+    """A chat-completions endpoint as a batched policy (requests go out concurrently)."""
+
+    def __init__(
+        self,
+        spec: str,
+        model: str,
+        base_url: str,
+        sampling: SamplingConfig | None = None,
+        *,
+        concurrency: int = 8,
+        timeout: float = 60.0,
+        retries: int = 3,
+        backoff: float = 0.5,
+        api_key_env: str = "OPENAI_API_KEY",
+        logprobs: bool = False,
+        send_seed: bool = True,
+    ):
+        super().__init__(spec)
+        if concurrency < 1 or timeout <= 0 or retries < 0 or backoff < 0:
+            raise PolicyError(f"{spec}: concurrency >= 1, timeout > 0, retries >= 0 and backoff >= 0 are required")
+        self.model, self.base_url = model, base_url
+        self.sampling = sampling or SamplingConfig()
+        self.concurrency, self.timeout, self.retries, self.backoff = concurrency, timeout, retries, backoff
+        self.api_key_env, self.logprobs, self.send_seed = api_key_env, logprobs, send_seed
+        self._jitter = random.Random(0)
+
+    # ------------------------------------------------------------------ sync entry point
+    def generate(self, requests: Sequence[TurnRequest]) -> list[Completion]:
+        if not requests:
+            return []
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(self._generate_all(list(requests)))
+        # Called from inside a running event loop (a notebook): run ours in a helper thread.
+        result: list[Completion] = []
+        thread = threading.Thread(target=lambda: result.extend(asyncio.run(self._generate_all(list(requests)))))
+        thread.start()
+        thread.join()
+        return result
+
+    # ------------------------------------------------------------------ async core
+    async def _generate_all(self, requests: list[TurnRequest]) -> list[Completion]:
+        import httpx
+
+        limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
+        semaphore = asyncio.Semaphore(self.concurrency)
+        async with httpx.AsyncClient(timeout=httpx.Timeout(self.timeout), limits=limits) as client:
+            async def one(request: TurnRequest) -> Completion:
+                async with semaphore:
+                    return await self._complete(client, request)
+
+            return list(await asyncio.gather(*(one(r) for r in requests)))
+
+    def _payload(self, request: TurnRequest) -> dict[str, Any]:
+        payload: dict[str, Any] = {
+            "model": self.model,
+            "messages": request.messages,
+            "max_tokens": self.sampling.max_new_tokens,
+            "temperature": self.sampling.temperature,
+            "top_p": self.sampling.top_p,
+        }
+        if self.send_seed:
+            payload["seed"] = int(request.seed) % (2**31)
+        if self.logprobs:
+            payload["logprobs"] = True
+        return payload
+
+    def _headers(self) -> dict[str, str]:
+        key = os.environ.get(self.api_key_env)
+        return {"Authorization": f"Bearer {key}"} if key else {}
+
+    async def _complete(self, client: Any, request: TurnRequest) -> Completion:
+        import httpx
+
+        url = f"{self.base_url}/chat/completions"
+        last = ""
+        for attempt in range(self.retries + 1):
+            started = time.perf_counter()
+            try:
+                response = await client.post(url, json=self._payload(request), headers=self._headers())
+            except httpx.TimeoutException:
+                last = f"timed out after {self.timeout:g} s"
+            except httpx.TransportError as err:
+                last = f"connection failed ({type(err).__name__})"
+            else:
+                if response.status_code == 200:
+                    return self._parse(response, time.perf_counter() - started)
+                last = f"HTTP {response.status_code}: {response.text[:200]}"
+                if response.status_code not in RETRY_STATUS:
+                    break
+            if attempt < self.retries:
+                delay = self.backoff * (2**attempt) * (0.5 + self._jitter.random())
+                log.info("%s: %s; retrying in %.2f s", self.spec, last, delay)
+                await asyncio.sleep(delay)
+        return Completion(text="", error=f"endpoint {self.base_url} failed after {self.retries + 1} tries: {last}")
+
+    def _parse(self, response: Any, seconds: float) -> Completion:
+        try:
+            data = response.json()
+            choice = data["choices"][0]
+            text = choice["message"]["content"] or ""
+        except (ValueError, KeyError, IndexError, TypeError):
+            return Completion(text="", error=f"endpoint {self.base_url} returned an unreadable answer")
+        logprobs = None
+        content = (choice.get("logprobs") or {}).get("content") if isinstance(choice.get("logprobs"), dict) else None
+        if content:
+            logprobs = [float(item["logprob"]) for item in content if "logprob" in item]
+        return Completion(text=text, logprobs=logprobs, finish_reason=choice.get("finish_reason"),
+                          info={"seconds": round(seconds, 4), "usage": data.get("usage", {})})

@@ -1,0 +1,213 @@
+"""``hf:PATH``: any local transformers causal LM with a chat template, batched on CPU or GPU.
+
+Prompts are rendered with the tokenizer's chat template, left-padded and run
+as one batch; generation is a plain KV-cached loop that samples each row with
+its own seeded uniform stream (see :mod:`agents.sampling`), stops each row at
+its end-of-turn token, and drops finished rows from the batch. Every
+completion carries the sampled token ids and their log-probabilities, so
+training uses exactly the tokens the model produced.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from agents.base import Completion, Policy, PolicyError, TurnRequest
+from agents.sampling import SamplingConfig, request_uniforms, sample_next
+
+__all__ = ["TransformersPolicy", "load_chat_model", "GenerationStats"]
+
+log = logging.getLogger(__name__)
+
+#: Token strings that end an assistant turn in common chat templates.
+END_OF_TURN = ("<|end|>", "<|eot_id|>", "<|im_end|>", "<|endoftext|>", "</s>", "<end_of_turn>")
+
+
+def load_chat_model(path: str | Path, dtype: str = "float32", device: str | None = None) -> tuple[Any, Any]:
+    """Load a causal LM and its tokenizer (which must have a chat template) from a directory or hub id."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # the CLI draws its own progress
+
+    where = str(path)
+    local = Path(where).expanduser()
+    if local.exists():
+        if not (local / "config.json").is_file():
+            raise PolicyError(f"{where} is not a transformers model directory (no config.json in it)")
+        where = str(local)
+    elif where.startswith((".", "/", "~")):
+        raise PolicyError(f"model directory {where} not found")
+    # anything else is a hub id; offline (HF_HUB_OFFLINE=1) it must already be in the local cache
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(where)
+        model = AutoModelForCausalLM.from_pretrained(where, dtype=getattr(torch, dtype))
+    except OSError as err:
+        raise PolicyError(f"could not load a model from {where}: {err}") from None
+    if not tokenizer.chat_template:
+        raise PolicyError(f"the tokenizer at {where} has no chat template; the games speak in chat messages")
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return model.to(device).eval(), tokenizer
+
+
+class GenerationStats:
+    """Counters a backend keeps: calls, prompts, tokens in and out, seconds inside generation."""
+
+    def __init__(self) -> None:
+        self.calls = self.requests = self.prompt_tokens = self.completion_tokens = 0
+        self.seconds = 0.0
+
+    def as_dict(self) -> dict[str, float]:
+        return dict(vars(self))
+
+
+class TransformersPolicy(Policy):
+    """A transformers causal LM as a batched policy."""
+
+    def __init__(
+        self,
+        spec: str,
+        path: str | Path,
+        sampling: SamplingConfig | None = None,
+        *,
+        dtype: str = "float32",
+        device: str | None = None,
+        max_batch_size: int = 64,
+        model: Any = None,
+        tokenizer: Any = None,
+    ):
+        super().__init__(spec)
+        self.sampling = sampling or SamplingConfig()
+        if model is None or tokenizer is None:
+            model, tokenizer = load_chat_model(path, dtype=dtype, device=device)
+        self.model, self.tokenizer = model, tokenizer
+        self.device = next(model.parameters()).device
+        self.max_batch_size = max_batch_size
+        self.max_length = int(getattr(model.config, "max_position_embeddings", 2048) or 2048)
+        self.stop_ids = self._stop_ids()
+        self.pad_id = tokenizer.pad_token_id
+        self._special = [t for t in tokenizer.all_special_tokens if t] + [
+            t.content for t in getattr(tokenizer, "added_tokens_decoder", {}).values() if getattr(t, "special", False)
+        ]
+        self.stats = GenerationStats()
+        self._warned_truncation = False
+
+    def _stop_ids(self) -> set[int]:
+        ids = set()
+        eos = self.tokenizer.eos_token_id
+        if eos is not None:
+            ids.add(int(eos))
+        config_eos = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
+        for e in config_eos if isinstance(config_eos, (list, tuple)) else [config_eos]:
+            if e is not None:
+                ids.add(int(e))
+        vocab = self.tokenizer.get_vocab()
+        ids.update(vocab[t] for t in END_OF_TURN if t in vocab)
+        return ids
+
+    # ------------------------------------------------------------------ prompts
+    def _clean(self, text: str) -> str:
+        """Game text must not smuggle in control tokens (a player typing '<|end|>')."""
+        for token in self._special:
+            if token in text:
+                text = text.replace(token, "")
+        return text
+
+    def encode(self, messages: list[dict[str, str]]) -> list[int]:
+        """The prompt token ids of a chat, ending with the assistant's generation prompt."""
+        safe = [{"role": m["role"], "content": self._clean(m["content"])} for m in messages]
+        text = self.tokenizer.apply_chat_template(safe, tokenize=False, add_generation_prompt=True)
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def _fit(self, ids: list[int]) -> list[int]:
+        room = self.max_length - self.sampling.max_new_tokens
+        if len(ids) <= room:
+            return ids
+        if not self._warned_truncation:
+            log.warning("a prompt of %d tokens was cut to its last %d (the model's context is %d tokens)",
+                        len(ids), room, self.max_length)
+            self._warned_truncation = True
+        return ids[-room:]
+
+    # ------------------------------------------------------------------ generation
+    def generate(self, requests: Sequence[TurnRequest]) -> list[Completion]:
+        if not requests:
+            return []
+        start = time.perf_counter()
+        prompts = [self._fit(self.encode(r.messages)) for r in requests]
+        order = sorted(range(len(requests)), key=lambda i: (-len(prompts[i]), i))
+        results: list[Completion | None] = [None] * len(requests)
+        for lo in range(0, len(order), self.max_batch_size):
+            chunk = order[lo:lo + self.max_batch_size]
+            outs = self._generate_batch([prompts[i] for i in chunk], [requests[i].seed for i in chunk])
+            for i, (ids, logprobs, reason) in zip(chunk, outs):
+                results[i] = self._completion(ids, logprobs, reason, prompts[i])
+        self.stats.calls += 1
+        self.stats.requests += len(requests)
+        self.stats.prompt_tokens += sum(map(len, prompts))
+        self.stats.completion_tokens += sum(len(c.token_ids or []) for c in results if c)
+        self.stats.seconds += time.perf_counter() - start
+        return [c for c in results if c is not None]
+
+    def _completion(self, ids: list[int], logprobs: list[float], reason: str, prompt: list[int]) -> Completion:
+        body = ids[:-1] if ids and ids[-1] in self.stop_ids else ids
+        text = self.tokenizer.decode(body, skip_special_tokens=True)
+        return Completion(text=text, token_ids=ids, logprobs=logprobs, prompt_token_ids=prompt, finish_reason=reason)
+
+    @torch.no_grad()
+    def _generate_batch(self, prompts: list[list[int]], seeds: list[int], stop_early: bool = True
+                        ) -> list[tuple[list[int], list[float], str]]:
+        """Sample up to ``max_new_tokens`` for each prompt (``stop_early=False`` ignores end tokens: benchmarks)."""
+        n, steps = len(prompts), self.sampling.max_new_tokens
+        width = max(map(len, prompts))
+        ids = torch.full((n, width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((n, width), dtype=torch.long)
+        for row, p in enumerate(prompts):
+            ids[row, width - len(p):] = torch.tensor(p, dtype=torch.long)
+            mask[row, width - len(p):] = 1
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        uniforms = request_uniforms(seeds, steps).to(self.device)
+        from transformers import DynamicCache
+
+        cache = DynamicCache()
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
+                         use_cache=True)
+        logits = out.logits[:, -1]
+        active = list(range(n))  # batch row -> request index
+        tokens_out: list[list[int]] = [[] for _ in range(n)]
+        logprobs_out: list[list[float]] = [[] for _ in range(n)]
+        reasons = ["length"] * n
+        stop = torch.tensor(sorted(self.stop_ids), device=self.device) if self.stop_ids and stop_early else None
+        for step in range(steps):
+            tokens, logprobs = sample_next(logits, uniforms[active, step], self.sampling)
+            finished = torch.isin(tokens, stop) if stop is not None else torch.zeros_like(tokens, dtype=torch.bool)
+            for row, request in enumerate(active):
+                tokens_out[request].append(int(tokens[row]))
+                logprobs_out[request].append(float(logprobs[row]))
+                if finished[row]:
+                    reasons[request] = "stop"
+            if step == steps - 1:
+                break
+            keep = (~finished).nonzero().squeeze(-1)
+            if keep.numel() == 0:
+                break
+            if keep.numel() < len(active):
+                cache.batch_select_indices(keep)
+                mask, positions, tokens = mask[keep], positions[keep], tokens[keep]
+                active = [active[i] for i in keep.tolist()]
+            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+            positions = positions[:, -1:] + 1
+            out = self.model(input_ids=tokens[:, None], attention_mask=mask, position_ids=positions,
+                             past_key_values=cache, use_cache=True)
+            logits = out.logits[:, -1]
+        return [(tokens_out[i], logprobs_out[i], reasons[i]) for i in range(n)]

@@ -1,0 +1,189 @@
+"""Batched rollouts: many episodes at once, one generation call per policy per tick.
+
+Each tick gathers the pending turn of every running episode, groups the turns
+by the policy that plays them, and makes one :meth:`Policy.generate` call per
+policy; then it applies the completions, collects finished episodes and starts
+new ones, up to ``concurrency`` at a time.
+
+Exact resume. A model's output depends (in the last bits of floating point)
+on which requests share its batch, so episodes are scheduled in fixed blocks
+of ``block`` plans. Within a block the schedule depends only on the block's
+plans; when a resumed run meets a block that is partly stored, it replays the
+whole block and keeps only the episodes not stored yet, so every episode comes
+out exactly as in an uninterrupted run. Blocks played only by batch-invariant
+policies (rule-based ones) skip stored episodes instead of replaying them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+import games
+from agents.base import Completion, Policy
+from agents.human import HumanQuit
+from arena.episode import Episode
+from arena.rollout import EpisodeRunner
+from games.base import TextGame
+
+__all__ = ["EpisodePlan", "BatchedRollout", "RolloutStats", "episode_seed", "make_plans"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EpisodePlan:
+    """One episode to play: its id, game, options, seed and the agent spec of each role."""
+
+    id: str
+    game: str
+    seed: int
+    roles: Mapping[str, str]
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+def episode_seed(run_seed: int, index: int) -> int:
+    """The seed of the ``index``-th episode of a run: stable, and unrelated between neighbours."""
+    return int(np.random.SeedSequence([int(run_seed) % (2**63), int(index)]).generate_state(1)[0])
+
+
+def make_plans(game: str, roles: Mapping[str, str], episodes: int, seed: int,
+               options: Mapping[str, Any] | None = None, prefix: str | None = None,
+               start: int = 0) -> list[EpisodePlan]:
+    """Plans for episodes ``start .. start + episodes - 1`` of a run."""
+    prefix = prefix or game
+    return [
+        EpisodePlan(f"{prefix}-{i:06d}", game, episode_seed(seed, i), dict(roles), dict(options or {}))
+        for i in range(start, start + episodes)
+    ]
+
+
+@dataclass
+class RolloutStats:
+    """What a rollout has done so far, for progress bars and benchmarks."""
+
+    episodes: int = 0
+    failed: int = 0
+    turns: int = 0
+    legal_turns: int = 0
+    generate_calls: int = 0
+    model_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    replayed: int = 0
+
+    @property
+    def legal_rate(self) -> float:
+        return self.legal_turns / self.turns if self.turns else 1.0
+
+    @property
+    def outside_model_share(self) -> float:
+        """The share of wall time spent outside policy calls (framework overhead)."""
+        return 1 - self.model_seconds / self.wall_seconds if self.wall_seconds else 0.0
+
+
+class BatchedRollout:
+    """Plays episode plans with shared policies, batching every tick's turns per policy."""
+
+    def __init__(self, policies: Mapping[str, Policy], concurrency: int = 16, block: int | None = None):
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1; got {concurrency}")
+        self.policies = dict(policies)
+        self.concurrency = concurrency
+        self.block = block or 4 * concurrency
+        if self.block < concurrency:
+            raise ValueError(f"block ({self.block}) must be at least concurrency ({concurrency})")
+        self.stats = RolloutStats()
+        self._free_envs: dict[str, list[TextGame]] = {}
+
+    # ------------------------------------------------------------------ public
+    def run(self, plans: Sequence[EpisodePlan], done: set[str] | frozenset[str] = frozenset(),
+            on_episode: Callable[[Episode], None] | None = None) -> Iterator[Episode]:
+        """Play every plan whose id is not in ``done``; yield each episode as it ends."""
+        missing = sorted({s for p in plans for s in p.roles.values()} - set(self.policies))
+        if missing:
+            raise ValueError(f"no policy loaded for agent specs {missing}")
+        for lo in range(0, len(plans), self.block):
+            block = list(plans[lo:lo + self.block])
+            todo = [p for p in block if p.id not in done]
+            if not todo:
+                continue
+            invariant = all(getattr(self.policies[s], "batch_invariant", False)
+                            for p in block for s in p.roles.values())
+            for episode in self._play(todo if invariant else block):
+                if episode.id in done:
+                    self.stats.replayed += 1
+                    continue
+                self._count(episode)
+                if on_episode is not None:
+                    on_episode(episode)
+                yield episode
+
+    # ------------------------------------------------------------------ internals
+    def _count(self, episode: Episode) -> None:
+        self.stats.episodes += 1
+        self.stats.failed += not episode.ok
+        self.stats.turns += len(episode.turns)
+        self.stats.legal_turns += sum(t.legal for t in episode.turns)
+
+    def _env(self, plan: EpisodePlan) -> TextGame:
+        key = json.dumps([plan.game, plan.options], sort_keys=True, default=str)
+        free = self._free_envs.setdefault(key, [])
+        env = free.pop() if free else games.make(plan.game, **plan.options)
+        env._arena_pool_key = key  # type: ignore[attr-defined]
+        return env
+
+    def _release(self, runner: EpisodeRunner) -> None:
+        self._free_envs[runner.game._arena_pool_key].append(runner.game)  # type: ignore[attr-defined]
+
+    def _play(self, plans: Sequence[EpisodePlan]) -> Iterator[Episode]:
+        queue = deque(plans)
+        active: list[EpisodeRunner] = []
+        while queue or active:
+            started = time.perf_counter()
+            while queue and len(active) < self.concurrency:
+                plan = queue.popleft()
+                agents = {role: self.policies[spec] for role, spec in plan.roles.items()}
+                active.append(EpisodeRunner(self._env(plan), agents, plan.seed, plan.id))
+            groups: dict[int, tuple[Policy, list[tuple[EpisodeRunner, Any]]]] = {}
+            for runner in active:
+                request = runner.pending()
+                if request is None:
+                    continue
+                policy = runner.policy_for(request)
+                groups.setdefault(id(policy), (policy, []))[1].append((runner, request))
+            for policy, items in groups.values():
+                completions = self._call(policy, [request for _, request in items])
+                for (runner, _), completion in zip(items, completions):
+                    runner.submit(completion)
+            still = []
+            for runner in active:
+                if runner.done:
+                    self._release(runner)
+                    yield runner.episode
+                else:
+                    still.append(runner)
+            active = still
+            self.stats.wall_seconds += time.perf_counter() - started
+
+    def _call(self, policy: Policy, requests: list[Any]) -> list[Completion]:
+        start = time.perf_counter()
+        try:
+            completions = policy.generate(requests)
+            if len(completions) != len(requests):
+                raise RuntimeError(f"{policy.spec} returned {len(completions)} completions for {len(requests)} turns")
+        except HumanQuit:
+            raise
+        except Exception as err:  # a backend failure fails these episodes, not the run
+            log.warning("policy %s failed on %d turns: %s", policy.spec, len(requests), err)
+            completions = [Completion(text="", error=f"{type(err).__name__}: {err}") for _ in requests]
+        finally:
+            self.stats.generate_calls += 1
+            self.stats.model_seconds += time.perf_counter() - start
+        return completions
