@@ -39,6 +39,9 @@ class TurnRequest:
     turn: int
     seed: int
     episode_seed: int = 0
+    #: The token ids this role's policy sampled at each of its earlier turns (None where unknown), so a
+    #: model backend can rebuild the conversation from exact ids rather than from re-tokenised text.
+    history_ids: list[list[int] | None] | None = None
 
 
 @dataclass

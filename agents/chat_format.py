@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-__all__ = ["CHAT_TEMPLATE", "SPECIAL_TOKENS", "build_tokenizer", "conversation_ids"]
+__all__ = ["CHAT_TEMPLATE", "SPECIAL_TOKENS", "build_tokenizer", "conversation_ids", "conversation_tokens"]
 
 SPECIAL_TOKENS = ("<|pad|>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>")
 CHAT_TEMPLATE = (
@@ -60,3 +60,65 @@ def conversation_ids(tokenizer: Any, messages: Sequence[dict[str, str]]) -> tupl
         ids += [role, *body, end]
         mask += [0] + [mine] * (len(body) + 1)
     return ids, mask
+
+
+def _render(tokenizer: Any, messages: Sequence[dict[str, str]], generation_prompt: bool) -> str:
+    return tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=generation_prompt)
+
+
+def _encode(tokenizer: Any, text: str) -> list[int]:
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def conversation_tokens(
+    tokenizer: Any,
+    messages: Sequence[dict[str, str]],
+    sampled: Sequence[Sequence[int] | None],
+    end_ids: Sequence[int] = (),
+) -> tuple[list[int], list[tuple[int, int]], bool]:
+    """Token ids of a chat in which each assistant turn is exactly the ids that were sampled for it.
+
+    ``messages`` alternate as a role saw them (system, user, assistant, user, ...); ``sampled`` holds the
+    sampled ids of each assistant message, in order. The text between assistant turns comes from the chat
+    template; each assistant turn is its sampled ids (plus ``end_ids`` if generation stopped at the length
+    limit, where the template would close the turn). If the chat ends with a user message, the result ends
+    with the generation prompt.
+
+    Returns ``(ids, spans, exact)``: ``spans`` are the ``[start, end)`` positions of the assistant turns;
+    ``exact`` is False when the template rewrites earlier turns (rendering is not incremental) or a turn
+    has no sampled ids, and the ids fall back to tokenising the rendered text (token drift possible).
+    """
+    assistant_at = [i for i, m in enumerate(messages) if m["role"] == "assistant"]
+    ends_with_prompt = messages[-1]["role"] != "assistant"
+    if len(sampled) != len(assistant_at) or any(s is None for s in sampled):
+        return _text_fallback(tokenizer, messages, ends_with_prompt)
+    ids: list[int] = []
+    spans: list[tuple[int, int]] = []
+    done_text = ""
+    start = 0
+    for turn, at in enumerate(assistant_at):
+        head = _render(tokenizer, messages[:at], True)
+        if not head.startswith(done_text):
+            return _text_fallback(tokenizer, messages, ends_with_prompt)
+        ids += _encode(tokenizer, head[len(done_text):])
+        own = list(sampled[turn])  # type: ignore[arg-type]
+        spans.append((len(ids), len(ids) + len(own)))  # only what was sampled is the turn's own
+        ids += own
+        if end_ids and own[-len(end_ids):] != list(end_ids):
+            ids += list(end_ids)  # the turn hit the length limit: the template closes it
+        done_text = _render(tokenizer, messages[:at + 1], False)
+        start = at + 1
+    if ends_with_prompt:
+        tail = _render(tokenizer, messages, True)
+        if not tail.startswith(done_text):
+            return _text_fallback(tokenizer, messages, ends_with_prompt)
+        ids += _encode(tokenizer, tail[len(done_text):])
+    elif start != len(messages):
+        return _text_fallback(tokenizer, messages, ends_with_prompt)
+    return ids, spans, True
+
+
+def _text_fallback(tokenizer: Any, messages: Sequence[dict[str, str]], prompt: bool
+                   ) -> tuple[list[int], list[tuple[int, int]], bool]:
+    ids = _encode(tokenizer, _render(tokenizer, messages, prompt))
+    return ids, [], False

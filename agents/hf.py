@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from agents.base import Completion, Policy, PolicyError, TurnRequest
+from agents.chat_format import conversation_tokens
 from agents.sampling import SamplingConfig, request_uniforms, sample_next
 
 __all__ = ["TransformersPolicy", "load_chat_model", "GenerationStats"]
@@ -100,6 +101,9 @@ class TransformersPolicy(Policy):
         ]
         self.stats = GenerationStats()
         self._warned_truncation = False
+        self._warned_drift = False
+        eos = tokenizer.eos_token_id
+        self.end_ids = [int(eos)] if eos is not None else []
 
     def _stop_ids(self) -> set[int]:
         ids = set()
@@ -122,9 +126,19 @@ class TransformersPolicy(Policy):
                 text = text.replace(token, "")
         return text
 
-    def encode(self, messages: list[dict[str, str]]) -> list[int]:
-        """The prompt token ids of a chat, ending with the assistant's generation prompt."""
+    def encode(self, messages: list[dict[str, str]], history_ids: list[list[int] | None] | None = None) -> list[int]:
+        """The prompt token ids of a chat, ending with the assistant's generation prompt.
+
+        With ``history_ids`` (the ids sampled at the role's earlier turns) those turns enter the prompt
+        as exactly those ids (see :func:`agents.chat_format.conversation_tokens`): no token drift.
+        """
         safe = [{"role": m["role"], "content": self._clean(m["content"])} for m in messages]
+        if history_ids:
+            ids, _, exact = conversation_tokens(self.tokenizer, safe, history_ids, self.end_ids)
+            if not exact and not self._warned_drift:
+                log.warning("%s: the chat template is not incremental; earlier turns are re-tokenised", self.spec)
+                self._warned_drift = True
+            return ids
         text = self.tokenizer.apply_chat_template(safe, tokenize=False, add_generation_prompt=True)
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
@@ -143,7 +157,7 @@ class TransformersPolicy(Policy):
         if not requests:
             return []
         start = time.perf_counter()
-        prompts = [self._fit(self.encode(r.messages)) for r in requests]
+        prompts = [self._fit(self.encode(r.messages, r.history_ids)) for r in requests]
         order = sorted(range(len(requests)), key=lambda i: (-len(prompts[i]), i))
         results: list[Completion | None] = [None] * len(requests)
         for lo in range(0, len(order), self.max_batch_size):

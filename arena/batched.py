@@ -47,6 +47,10 @@ class EpisodePlan:
     seed: int
     roles: Mapping[str, str]
     options: Mapping[str, Any] = field(default_factory=dict)
+    #: Free labels for whoever made the plan (a tournament's game, round, pairing); not used to play.
+    tags: Mapping[str, Any] = field(default_factory=dict)
+    #: Several plans with the same seed and different ``sample`` play the same set-up with different sampling.
+    sample: int = 0
 
 
 def episode_seed(run_seed: int, index: int) -> int:
@@ -150,7 +154,8 @@ class BatchedRollout:
             while queue and len(active) < self.concurrency:
                 plan = queue.popleft()
                 agents = {role: self.policies[spec] for role, spec in plan.roles.items()}
-                active.append(EpisodeRunner(self._env(plan), agents, plan.seed, plan.id))
+                active.append(EpisodeRunner(self._env(plan), agents, plan.seed, plan.id, names=plan.roles,
+                                            sample=plan.sample))
             groups: dict[int, tuple[Policy, list[tuple[EpisodeRunner, Any]]]] = {}
             for runner in active:
                 request = runner.pending()

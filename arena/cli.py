@@ -291,13 +291,167 @@ def export_command(
     console.print(f"wrote {written}", highlight=False)
 
 
+@app.command("tournament")
+def tournament_command(
+    scenario_path: Path = typer.Argument(..., metavar="SCENARIO.toml", help="A tournament scenario file."),
+    out: str | None = typer.Option(None, "--out", "-o", help="Output directory (overrides [run])."),
+) -> None:
+    """Play a tournament (or resume it) and write its leaderboard, ratings.json and plots."""
+    from arena import leaderboard
+    from arena.tournament import load_tournament, run_tournament, total_episodes
+
+    try:
+        t = load_tournament(scenario_path, out)
+    except (CliError, *USER_ERRORS) as err:
+        _fail(str(err))
+        return
+    total = total_episodes(t)
+    console.print(Text.assemble(("tournament ", "bold"), f"{len(t.agents)} agents · "
+                                f"{', '.join(g.key for g in t.games)} · {t.schedule.kind} · {total} episodes "
+                                f"→ {t.out}"), highlight=False)
+    with _progress(total, "tournament") as progress:
+        task = progress.add_task("tournament", total=total, rate="-", legal="-", failed=0)
+        from arena.store import EpisodeStore
+
+        if (t.out / EpisodeStore.FILE).is_file():
+            progress.update(task, completed=min(total, len(EpisodeStore(t.out).ids())))
+        started = time.perf_counter()
+
+        def on_episode(episode, stats) -> None:
+            rate = stats.episodes / max(time.perf_counter() - started, 1e-9)
+            progress.update(task, advance=1, rate=f"{rate:.2f}", legal=f"{stats.legal_rate:.1%}",
+                            failed=stats.failed)
+
+        try:
+            result = run_tournament(t, on_episode)
+        except (CliError, *USER_ERRORS, RuntimeError) as err:
+            _fail(str(err))
+            return
+    data = leaderboard.build(t, result.tally)
+    written = leaderboard.write(data, t.out)
+    _show_leaderboard(data)
+    console.print("wrote " + ", ".join(str(p) for p in written), highlight=False)
+
+
+def _show_leaderboard(data: dict) -> None:
+    from arena import leaderboard
+
+    console.print(leaderboard.terminal_table(data, "Leaderboard (all games)"))
+    for key, game in data["by_game"].items():
+        console.print(leaderboard.terminal_table(game, f"{key} · {game['mode']}"))
+        console.print(Text(f"  {game['note']}", style="dim"))
+    if data["cycles"]:
+        console.print("non-transitive cycles: " + "; ".join(" > ".join(c + [c[0]]) for c in data["cycles"]))
+
+
+@app.command("report")
+def report_command(
+    directory: Path = typer.Argument(..., help="A tournament output directory."),
+) -> None:
+    """Redraw a tournament's leaderboard and plots from its stored episodes."""
+    from arena import leaderboard
+    from arena.tournament import load_state, outcomes_from
+
+    try:
+        t, plans, pairings, episodes = load_state(directory)
+    except (CliError, *USER_ERRORS) as err:
+        _fail(str(err))
+        return
+    data = leaderboard.build(t, outcomes_from(t, plans, pairings, episodes))
+    written = leaderboard.write(data, directory)
+    _show_leaderboard(data)
+    console.print("wrote " + ", ".join(str(p) for p in written), highlight=False)
+
+
+@app.command("train")
+def train_command(
+    scenario_path: Path = typer.Argument(..., metavar="SCENARIO.toml", help="A training scenario file."),
+    out: str | None = typer.Option(None, "--out", "-o", help="Output directory (overrides [run])."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run stored in the output directory."),
+    no_wandb: bool = typer.Option(False, "--no-wandb", help="Do not log to Weights & Biases."),
+) -> None:
+    """Train an agent from its own episodes (filtered behaviour cloning, policy gradient, SCoRe)."""
+    from arena.train.algorithms import train
+    from arena.train.scenario import load_train_scenario
+    from arena.train.session import TrainError
+
+    try:
+        scenario = load_train_scenario(scenario_path, out)
+    except USER_ERRORS as err:
+        _fail(str(err))
+        return
+    console.print(Text.assemble(("train ", "bold"), f"{scenario.algorithm} · {scenario.game} · "
+                                f"{', '.join(scenario.trained_roles)} from {scenario.init} → {scenario.out}"),
+                  highlight=False)
+
+    def report(event: str, info: dict) -> None:
+        if event == "iteration":
+            parts = [f"it {info['iteration']:>4}", f"{info['minutes']:5.1f} min"]
+            for key in ("loss", "kl", "entropy", "legal_rate", "zero_variance_share"):
+                if isinstance(info.get(key), float):
+                    parts.append(f"{key} {info[key]:.3f}")
+            parts += [f"{k} {v:.3f}" for k, v in info.items() if k.startswith("score/")]
+            console.print(" · ".join(parts), highlight=False)
+            for warning in info.get("warnings", []):
+                err_console.print(Text(f"warning: {warning}", style="yellow"))
+        elif event == "eval":
+            for seat, row in info["seats"].items():
+                console.print(Text(f"eval ({info['label']}, it {info['iteration']}) {seat} vs {row['opponents']}: "
+                                   f"score {row['policy_score']:.3f}, legal {row['policy_legal_rate']:.1%}",
+                                   style="cyan"), highlight=False)
+
+    try:
+        result = train(scenario, resume=resume, wandb=not no_wandb, progress=report)
+    except (TrainError, *USER_ERRORS) as err:
+        _fail(str(err))
+        return
+    console.print(f"trained model: {result['final']} (use it as the agent hf:{result['final']})", highlight=False)
+
+
+@app.command("run")
+def run_command(
+    scenario_path: Path = typer.Argument(..., metavar="SCENARIO.toml", help="A pipeline scenario, e.g. "
+                                         "scenarios/quickstart.toml."),
+    out: str | None = typer.Option(None, "--out", "-o", help="Output directory (overrides the scenario)."),
+    wandb: bool = typer.Option(False, "--wandb", help="Log training to Weights & Biases (offline)."),
+) -> None:
+    """Self-play, training, a before/after tournament and a report, in one command."""
+    from arena.pipeline import run_pipeline
+    from arena.train.session import TrainError
+
+    started = time.perf_counter()
+
+    def say(step: str, info: dict) -> None:
+        if step == "train/iteration":
+            scores = " · ".join(f"{k} {v:.3f}" for k, v in info.items() if k.startswith("score/"))
+            console.print(f"  iteration {info['iteration']:>3} · {info['minutes']:.1f} min · {scores}", highlight=False)
+        elif step == "train/eval":
+            for seat, row in info["seats"].items():
+                console.print(Text(f"  held-out eval ({info['label']}) {seat}: score {row['policy_score']:.3f}",
+                                   style="cyan"), highlight=False)
+        elif "/" not in step:
+            console.rule(Text(f"{step} · {time.perf_counter() - started:.0f} s"))
+
+    try:
+        results = run_pipeline(scenario_path, out, wandb=wandb, say=say)
+    except (TrainError, *USER_ERRORS) as err:
+        _fail(str(err))
+        return
+    if "tournament" in results:
+        _show_leaderboard(results["tournament"])
+    console.print(f"report: {results['out']}/report.md · {(time.perf_counter() - started) / 60:.1f} minutes",
+                  highlight=False)
+
+
 @app.command("seed-model")
 def seed_model_command(
     scenario_path: Path = typer.Argument(..., metavar="SCENARIO.toml", help="A seed-model scenario file."),
     out: str | None = typer.Option(None, "--out", help="Where to save the model (overrides the scenario)."),
+    evaluate_only: bool = typer.Option(False, "--evaluate-only",
+                                       help="Only evaluate an already trained model and write its model card."),
 ) -> None:
     """Build the seed model from scratch: transcripts, tokenizer, training, evaluation, model card."""
-    from arena.seed_model import build_seed_model, load_seed_scenario
+    from arena.seed_model import build_seed_model, finish_report, load_seed_scenario
 
     try:
         scenario = load_seed_scenario(scenario_path)
@@ -324,7 +478,10 @@ def seed_model_command(
             else:
                 progress.console.print(f"[dim]{stage} {info or ''}[/dim]", highlight=False)
 
-        report_data = build_seed_model(scenario, target, report)
+        if evaluate_only:
+            report_data = finish_report(target, scenario, report)
+        else:
+            report_data = build_seed_model(scenario, target, report)
     console.print(f"saved to {target}: {report_data['parameters']:,} parameters, "
                   f"final loss {report_data['final_loss']:.3f}; model card in {target}/README.md", highlight=False)
     table = Table(title="Against scripted players")

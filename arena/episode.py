@@ -65,6 +65,7 @@ class Episode:
     seed: int
     roles: dict[str, str]
     briefs: dict[str, str]
+    sample: int = 0
     turns: list[TurnRecord] = field(default_factory=list)
     scores: dict[str, float] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
@@ -72,6 +73,7 @@ class Episode:
     end_reason: str = ""
     status: str = "ok"
     error: str | None = None
+    failed_role: str | None = None
     started_at: float = 0.0
     duration_s: float = 0.0
     schema_version: int = SCHEMA_VERSION

@@ -26,31 +26,42 @@ __all__ = ["EpisodeRunner", "run_episode", "turn_seed"]
 log = logging.getLogger(__name__)
 
 
-def turn_seed(episode_seed: int, turn: int) -> int:
-    """The sampling seed of one turn: fixed by the episode seed and the turn, not by batching."""
-    return int(np.random.SeedSequence([episode_seed % (2**63), turn]).generate_state(1)[0])
+def turn_seed(episode_seed: int, turn: int, sample: int = 0) -> int:
+    """The sampling seed of one turn: fixed by the episode seed, the turn and the sample index, not by batching.
+
+    ``sample`` tells apart several episodes played on the same set-up (a group for RLOO/GRPO): the game is
+    the same, the agents' sampling differs.
+    """
+    key = [episode_seed % (2**63), turn] + ([sample] if sample else [])
+    return int(np.random.SeedSequence(key).generate_state(1)[0])
 
 
 class EpisodeRunner:
     """Plays one episode of ``game`` with one policy per role."""
 
-    def __init__(self, game: TextGame, agents: Mapping[str, Policy], seed: int, episode_id: str | None = None):
+    def __init__(self, game: TextGame, agents: Mapping[str, Policy], seed: int, episode_id: str | None = None,
+                 names: Mapping[str, str] | None = None, sample: int = 0):
+        """``names`` gives each role's agent name for the record (default: the policy's spec)."""
         missing = [r for r in game.roles if r not in agents]
         if missing:
             raise ValueError(f"{game.game_id}: no agent for roles {missing}; roles are {list(game.roles)}")
         self.game = game
         self.agents = dict(agents)
+        self.names = {r: (names or {}).get(r, agents[r].spec) for r in game.roles}
         self.seed = int(seed)
+        self.sample = int(sample)
         self.episode = Episode(
             id=episode_id or f"{game.game_id}-seed{seed}",
             game=game.game_id,
             options=game.options.to_dict(),
             seed=self.seed,
-            roles={r: agents[r].spec for r in game.roles},
+            sample=self.sample,
+            roles=dict(self.names),
             briefs={r: game.brief(r) for r in game.roles},
             started_at=time.time(),
         )
         self._history: dict[str, list[tuple[str, str]]] = {r: [] for r in game.roles}
+        self._history_ids: dict[str, list[list[int] | None]] = {r: [] for r in game.roles}
         self._pending: TurnRequest | None = None
         self._asked_at = 0.0
         self._finished = False
@@ -77,8 +88,9 @@ class EpisodeRunner:
                 options=game.options,
                 episode=self.episode.id,
                 turn=len(game.records),
-                seed=turn_seed(self.seed, len(game.records)),
+                seed=turn_seed(self.seed, len(game.records), self.sample),
                 episode_seed=self.seed,
+                history_ids=list(self._history_ids[role]),
             )
             self._asked_at = time.perf_counter()
         return self._pending
@@ -93,7 +105,7 @@ class EpisodeRunner:
             raise RuntimeError("submit() without a pending turn; call pending() first")
         self._pending = None
         if completion.error:
-            self.fail(completion.error)
+            self.fail(completion.error, request.role)
             return
         game = self.game
         game.step(completion.text)
@@ -102,7 +114,7 @@ class EpisodeRunner:
             TurnRecord(
                 index=len(self.episode.turns),
                 role=request.role,
-                agent=self.agents[request.role].spec,
+                agent=self.names[request.role],
                 observation=request.messages[-1]["content"],
                 text=completion.text,
                 legal=move.legal,
@@ -114,6 +126,7 @@ class EpisodeRunner:
             )
         )
         self._history[request.role].append((request.messages[-1]["content"], completion.text))
+        self._history_ids[request.role].append(completion.token_ids)
         if game.result is not None:
             result = game.result
             self.episode.scores = dict(result.scores)
@@ -122,11 +135,12 @@ class EpisodeRunner:
             self.episode.end_reason = result.reason
             self._close()
 
-    def fail(self, error: str) -> None:
-        """Stop the episode as failed (a backend error, not a game outcome)."""
+    def fail(self, error: str, role: str | None = None) -> None:
+        """Stop the episode as failed (a backend error, not a game outcome), naming the role whose agent failed."""
         self._pending = None
         self.episode.status = "failed"
         self.episode.error = error
+        self.episode.failed_role = role
         self.episode.end_reason = "failed"
         self._close()
 

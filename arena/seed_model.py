@@ -46,8 +46,26 @@ log = logging.getLogger(__name__)
 class DataSection(Section):
     episodes: dict[str, Any] = option({"negotiation-v0": 1500, "refine-v0": 1500, "therapy-v0": 600},
                                       "scripted episodes per game (spread over the game's variants)")
+    mixes: tuple[Any, ...] = option((), "instead of `episodes`: a list of { game, options, episodes } tables, to "
+                                        "choose exactly which option sets the data covers")
     random_opponents: float = option(0.15, "share of episodes where one other role plays randomly", min=0, max=1)
     seed: int = option(0, "seed of the episodes", min=0)
+
+    def sources(self) -> list[tuple[str, dict[str, Any], int]]:
+        """(game, options, episodes) for every part of the data."""
+        if self.mixes:
+            out = []
+            for n, mix in enumerate(self.mixes, 1):
+                if not isinstance(mix, dict) or set(mix) - {"game", "options", "episodes"} or "game" not in mix:
+                    raise ScenarioError(f"[data] mixes #{n}: expected a table with game, options and episodes")
+                out.append((mix["game"], dict(mix.get("options") or {}), int(mix.get("episodes", 0))))
+            return out
+        out = []
+        for game_id, count in self.episodes.items():
+            variants = games.get_spec(game_id).cls.variants
+            for v, options in enumerate(variants):
+                out.append((game_id, dict(options), int(count) // len(variants) + (v < int(count) % len(variants))))
+        return out
 
 
 @dataclass(frozen=True)
@@ -115,26 +133,22 @@ def make_transcripts(section: DataSection, progress: Callable[[str, int, int], N
     scripted, randomer = ScriptedPolicy(), RandomPolicy()
     conversations: list[list[dict[str, str]]] = []
     rng = np.random.default_rng(section.seed)
-    for game_id, count in section.episodes.items():
-        spec = games.get_spec(game_id)
-        variants = spec.cls.variants
-        for v, options in enumerate(variants):
-            n = int(count) // len(variants) + (v < int(count) % len(variants))
-            env = spec.make(**options)
-            plans = []
-            for plan in make_plans(game_id, {r: "scripted" for r in env.roles}, n, seed=section.seed * 1000 + v,
-                                   options=options, prefix=f"{game_id}-v{v}"):
-                roles = dict(plan.roles)
-                if len(env.roles) > 1 and rng.random() < section.random_opponents:
-                    roles[env.roles[int(rng.integers(len(env.roles)))]] = "random"
-                plans.append(type(plan)(plan.id, plan.game, plan.seed, roles, plan.options))
-            rollout = BatchedRollout({"scripted": scripted, "random": randomer}, concurrency=64)
-            for k, episode in enumerate(rollout.run(plans), 1):
-                for role, agent in episode.roles.items():
-                    if agent == "scripted" and any(t.role == role for t in episode.turns):
-                        conversations.append(episode.conversation(role))
-                if progress is not None and k % 100 == 0:
-                    progress(f"{game_id} v{v}", k, n)
+    for v, (game_id, options, n) in enumerate(section.sources()):
+        env = games.make(game_id, **options)
+        plans = []
+        for plan in make_plans(game_id, {r: "scripted" for r in env.roles}, n, seed=section.seed * 1000 + v,
+                               options=options, prefix=f"{game_id}-v{v}"):
+            roles = dict(plan.roles)
+            if len(env.roles) > 1 and rng.random() < section.random_opponents:
+                roles[env.roles[int(rng.integers(len(env.roles)))]] = "random"
+            plans.append(type(plan)(plan.id, plan.game, plan.seed, roles, plan.options))
+        rollout = BatchedRollout({"scripted": scripted, "random": randomer}, concurrency=64)
+        for k, episode in enumerate(rollout.run(plans), 1):
+            for role, agent in episode.roles.items():
+                if agent == "scripted" and any(t.role == role for t in episode.turns):
+                    conversations.append(episode.conversation(role))
+            if progress is not None and k % 100 == 0:
+                progress(f"{game_id} #{v}", k, n)
     return conversations
 
 
@@ -170,7 +184,8 @@ def _collate(rows: list[tuple[list[int], list[int]]], pad: int) -> tuple[torch.T
 
 
 def build_seed_model(scenario: SeedModelScenario, out: str | Path | None = None,
-                     progress: Callable[[str, dict[str, Any]], None] | None = None) -> dict[str, Any]:
+                     progress: Callable[[str, dict[str, Any]], None] | None = None,
+                     evaluate: bool = True) -> dict[str, Any]:
     """Build the whole seed model; returns the build report (also written into the model card)."""
     from transformers import LlamaConfig, LlamaForCausalLM
     from transformers.utils import logging as hf_logging
@@ -225,6 +240,7 @@ def build_seed_model(scenario: SeedModelScenario, out: str | Path | None = None,
     model.train()
     step, seen_tokens, started = 0, 0, time.perf_counter()
     losses: list[float] = []
+    curve: list[dict[str, float]] = []
     while step < total_steps:
         for batch in _batches(lengths, t.batch_tokens, rng):
             if step >= total_steps:
@@ -242,8 +258,10 @@ def build_seed_model(scenario: SeedModelScenario, out: str | Path | None = None,
             losses.append(float(loss.detach()))
             if step % 10 == 0 or step == total_steps:
                 elapsed = time.perf_counter() - started
-                say("train", {"step": step, "of": total_steps, "loss": sum(losses[-10:]) / len(losses[-10:]),
-                              "tokens_per_s": seen_tokens / elapsed})
+                point = {"step": step, "of": total_steps, "loss": sum(losses[-10:]) / len(losses[-10:]),
+                         "tokens_per_s": seen_tokens / elapsed, "minutes": elapsed / 60}
+                curve.append(point)
+                say("train", point)
     model.eval()
     report.update(steps=step, final_loss=sum(losses[-20:]) / max(1, len(losses[-20:])),
                   train_minutes=(time.perf_counter() - started) / 60)
@@ -253,10 +271,27 @@ def build_seed_model(scenario: SeedModelScenario, out: str | Path | None = None,
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
-    say("eval", {})
-    report["evaluation"] = evaluate_model(out, scenario.eval)
+    report["curve"] = curve
     report["build_minutes"] = (time.perf_counter() - t0) / 60
+    # The training report is written before evaluating, so an interrupted evaluation loses nothing:
+    # `arena seed-model SCENARIO --evaluate-only` finishes it.
     (out / "build_report.json").write_text(json.dumps(report, indent=1, default=str) + "\n", encoding="utf-8")
+    return finish_report(out, scenario, progress) if evaluate else report
+
+
+def finish_report(out: str | Path, scenario: SeedModelScenario,
+                  progress: Callable[[str, dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Evaluate a built model and write its build report and model card."""
+    out = Path(out)
+    path = out / "build_report.json"
+    if not path.is_file():
+        raise ScenarioError(f"{out} has no build_report.json: build the model first")
+    report = json.loads(path.read_text(encoding="utf-8"))
+    (progress or (lambda stage, info: None))("eval", {})
+    started = time.perf_counter()
+    report["evaluation"] = evaluate_model(out, scenario.eval)
+    report["eval_minutes"] = (time.perf_counter() - started) / 60
+    path.write_text(json.dumps(report, indent=1, default=str) + "\n", encoding="utf-8")
     (out / "README.md").write_text(model_card(report), encoding="utf-8")
     return report
 
@@ -266,9 +301,12 @@ def build_seed_model(scenario: SeedModelScenario, out: str | Path | None = None,
 EVAL_SEATS: tuple[tuple[str, dict[str, Any], tuple[str, ...]], ...] = (
     ("negotiation-v0", {}, ("player_0",)),
     ("negotiation-v0", {}, ("player_1",)),
+    ("refine-v0", {"tasks": "arithmetic", "difficulty": 1}, ("solver",)),
     ("refine-v0", {}, ("solver",)),
-    ("refine-v0", {"protocol": "solver-critic-refiner"}, ("solver", "critic", "refiner")),
+    ("refine-v0", {"protocol": "solver-critic-refiner", "tasks": "arithmetic", "difficulty": 1},
+     ("solver", "critic", "refiner")),
     ("therapy-v0", {}, ("therapist",)),
+    ("therapy-v0", {"guidance": "none", "exchanges": 2, "max_extra_exchanges": 0}, ("therapist",)),
     ("therapy-v0", {}, ("patient",)),
 )
 

@@ -180,6 +180,15 @@ class TextGame(AECEnv):
         alphabet = "abcdefghijklmnopqrstuvwxyz      0123456789.,!?[]()"
         return "".join(alphabet[i] for i in rng.integers(0, len(alphabet), size=length))
 
+    def tournament_mode(self) -> str:
+        """How tournaments compare agents in this game (with these options).
+
+        ``head-to-head``: in each episode, the agents' seat scores decide win, draw or loss (competitive
+        games). ``same-seat``: agents are compared by the score each achieves in the same role on the same
+        seed (cooperative or single-role games). Default: head-to-head when there are several roles.
+        """
+        return "head-to-head" if len(self.roles) > 1 else "same-seat"
+
     @classmethod
     def aggregate_metrics(cls, episodes: Iterable[Mapping[str, float]]) -> dict[str, float]:
         """Combine per-episode metrics: the mean of each metric over the episodes that report it.

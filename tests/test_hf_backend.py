@@ -113,3 +113,41 @@ def test_missing_or_bad_model_directories(tmp_path):
         TransformersPolicy("hf:./nope", "./nope")
     with pytest.raises(PolicyError, match="no config.json"):
         TransformersPolicy("hf:x", tmp_path)
+
+
+def test_later_turns_use_the_sampled_ids_of_earlier_turns_exactly(policy):
+    """No token drift across turns: a prompt's earlier completions are the ids that were sampled."""
+    import games
+    from arena.rollout import EpisodeRunner
+
+    env = games.make("negotiation-v0", max_messages=6)
+    runner = EpisodeRunner(env, {"player_0": policy, "player_1": policy}, seed=3)
+    seen = []
+    while (request := runner.pending()) is not None:
+        completion = policy.act(request)
+        seen.append((request, completion))
+        runner.submit(completion)
+    by_role = {}
+    for request, completion in seen:
+        earlier = by_role.setdefault(request.role, [])
+        prompt = completion.prompt_token_ids
+        for previous in earlier:  # each earlier sampled sequence sits inside this prompt verbatim
+            assert any(prompt[i:i + len(previous)] == previous for i in range(len(prompt)))
+        earlier.append(completion.token_ids)
+    assert any(len(v) >= 2 for v in by_role.values())
+
+
+def test_conversation_tokens_spans_and_fallback(policy):
+    from agents.chat_format import conversation_tokens
+
+    tok = policy.tokenizer
+    sampled = [tok("odd  spacing [propose]", add_special_tokens=False)["input_ids"] + [tok.eos_token_id],
+               tok("x", add_special_tokens=False)["input_ids"]]  # the second stopped at the length limit
+    messages = [{"role": "system", "content": "rules"}, {"role": "user", "content": "hi"},
+                {"role": "assistant", "content": tok.decode(sampled[0][:-1])}, {"role": "user", "content": "go"},
+                {"role": "assistant", "content": "x"}]
+    ids, spans, exact = conversation_tokens(tok, messages, sampled, [tok.eos_token_id])
+    assert exact and [ids[a:b] for a, b in spans] == sampled
+    assert ids[spans[1][1]:] == [tok.eos_token_id], "a turn cut at the length limit is closed, not trained on"
+    _, spans, exact = conversation_tokens(tok, messages, [sampled[0], None])
+    assert not exact and spans == []

@@ -95,6 +95,10 @@ class NegotiationGame(TextGame):
     def turn_limit(self) -> int:
         return self.options.max_messages
 
+    def tournament_mode(self) -> str:
+        # Under coop both players get the joint score: compare agents by what they achieve instead.
+        return "same-seat" if self.options.objective == "coop" else "head-to-head"
+
     def brief(self, role: str) -> str:
         return (
             "You are negotiating with a partner how to divide some books, hats and balls. Each of you has "

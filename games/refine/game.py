@@ -132,6 +132,9 @@ class RefineGame(TextGame):
     def roles_for(cls, options: RefineOptions) -> tuple[str, ...]:
         return ("solver",) if options.protocol == "self-correct" else cls.roles
 
+    def tournament_mode(self) -> str:
+        return "same-seat"  # one solver, or a team that shares the final answer
+
     def turn_limit(self) -> int:
         needed = 2 if self.options.protocol == "self-correct" else 1 + 2 * self.options.max_rounds
         return 2 * needed

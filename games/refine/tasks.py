@@ -2,7 +2,9 @@
 
 Built-in generators draw tasks with the game's seeded RNG:
 
-* ``arithmetic``: a chain of operations, ``Compute ((12 + 7) * 3) - 5.``
+* ``arithmetic``: a chain of operations, ``Compute ((12 + 7) * 3) - 5.`` (difficulty 1: two
+  additions or subtractions of numbers below 20; each level adds an operation, multiplication and
+  larger numbers)
 * ``linear``: a linear equation, ``Solve for x: 5x - 3 = 2x + 12.``
 * ``word``: word problems from templates (shopping, travel, seating, ...).
 
@@ -92,7 +94,8 @@ def _arithmetic(rng: np.random.Generator, difficulty: int) -> Task:
     expr = str(value)
     ops: list[Op] = []
     for k in range(steps):
-        op = ("+", "-", "*")[int(rng.integers(3))]
+        # Difficulty 1 adds and subtracts small numbers only (the a + b - c of small-model studies).
+        op = ("+", "-", "*")[int(rng.integers(2 if difficulty == 1 else 3))]
         if op == "*":
             operand = int(rng.integers(2, 4 + difficulty))
         elif op == "-":

@@ -157,6 +157,9 @@ class TherapyGame(TextGame):
         self.bank: tuple[Case, ...] = load_case_file(self.options.case_file) if self.options.case_file \
             else builtin_cases()
 
+    def tournament_mode(self) -> str:
+        return "same-seat"  # patient and therapist are scored on different things: compare like with like
+
     def turn_limit(self) -> int:
         o = self.options
         return 2 * (1 + 2 * (o.exchanges + o.max_extra_exchanges) + 2 * o.max_treatment_tries)

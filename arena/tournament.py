@@ -1,0 +1,432 @@
+"""Tournaments: a pool of agents, one or more games, a schedule, and ratings with intervals.
+
+A *pairing* of two agents plays each game ``games_per_pairing`` times, on seeds
+shared by every pairing (all agents face the same set-ups). How depends on the
+game's :meth:`~games.TextGame.tournament_mode`:
+
+* ``head-to-head`` (competitive games): the two agents play each other in
+  every seat arrangement, so each plays each role equally often (for two
+  roles, A-B then B-A; for three, A in one role and B in the others, and the
+  reverse, for each role); in each episode their seat scores decide.
+* ``same-seat`` (cooperative or single-role games): each agent plays every
+  role itself (its own team) on the same seeds, and the two are compared role
+  by role. Cross-play would let a good partner flatter a weak agent; a team
+  episode is shared by all of an agent's pairings in a round.
+
+Equal scores are decided by the
+rewards each collected (which include penalties for illegal moves), and are
+draws only if those are equal too. Failed episodes (backend errors)
+give no outcome: they are counted as failures of the agent whose turn failed,
+never as losses.
+
+Schedules: ``round-robin`` (every pair once) or ``swiss`` (``rounds`` rounds;
+each round pairs agents of similar rating who have not met yet). Everything
+is deterministic given the stored episodes, so a tournament killed and run
+again continues from its episodes and ends with the same ratings.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import games
+from agents.base import Policy
+from agents.sampling import SamplingConfig
+from arena.batched import BatchedRollout, EpisodePlan, RolloutStats, episode_seed
+from arena.episode import SCHEMA_VERSION, Episode
+from arena.ratings import Outcome, bradley_terry
+from arena.scenario import ScenarioError, Section, load_plugins, read_toml
+from arena.selfplay import load_policies
+from arena.store import EpisodeStore
+from games.options import OptionError, option
+
+__all__ = ["GameEntry", "Tournament", "load_tournament", "run_tournament", "tournament_plans", "outcomes_from",
+           "seat_assignments", "swiss_pairings", "TournamentResult"]
+
+log = logging.getLogger(__name__)
+_NAME = re.compile(r"^[A-Za-z0-9_.+-]+$")
+
+
+@dataclass(frozen=True)
+class GameEntry:
+    """One game of the tournament: its key (unique name), id, options, roles and comparison mode."""
+
+    key: str
+    id: str
+    options: dict[str, Any]
+    roles: tuple[str, ...]
+    mode: str
+
+
+@dataclass(frozen=True)
+class ScheduleSection(Section):
+    kind: str = option("round-robin", "who meets whom", choices=("round-robin", "swiss"))
+    games_per_pairing: int = option(4, "seeds per pairing and game (each played in every seat arrangement)", min=1)
+    rounds: int = option(3, "rounds of a swiss schedule", min=1)
+    seed: int = option(0, "tournament seed", min=0)
+
+
+@dataclass(frozen=True)
+class RatingsSection(Section):
+    bootstrap: int = option(500, "bootstrap resamples for the Bradley-Terry intervals", min=10)
+    level: float = option(0.95, "confidence level of the intervals", min=0.5, max=0.999)
+
+
+@dataclass(frozen=True)
+class TournamentRunSection(Section):
+    concurrency: int = option(32, "episodes played at once", min=1)
+    out: str = option("", "output directory (default: runs/<scenario name>)")
+
+
+@dataclass(frozen=True)
+class Tournament:
+    """A checked tournament scenario."""
+
+    path: Path
+    agents: dict[str, str]  # display name -> agent spec
+    games: tuple[GameEntry, ...]
+    schedule: ScheduleSection
+    ratings: RatingsSection
+    sampling: SamplingConfig
+    backend: dict[str, Any]
+    run: TournamentRunSection
+    plugins: tuple[str, ...] = ()
+
+    @property
+    def out(self) -> Path:
+        return Path(self.run.out) if self.run.out else Path("runs") / self.path.stem
+
+    def info(self) -> dict[str, Any]:
+        """The settings a resumed tournament must share with the stored one."""
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "agents": self.agents,
+            "games": [{"key": g.key, "id": g.id, "options": g.options} for g in self.games],
+            "schedule": self.schedule.to_dict(),
+            "sampling": self.sampling.to_dict(),
+        }
+
+    @classmethod
+    def from_info(cls, info: dict[str, Any], out: Path, ratings: dict[str, Any] | None = None) -> Tournament:
+        """Rebuild a tournament from what a run stored (for `arena report`)."""
+        return cls(
+            path=Path(info.get("scenario", out / "tournament.toml")),
+            agents=dict(info["agents"]),
+            games=_games(info["games"], str(out / "tournament.json")),
+            schedule=ScheduleSection.from_mapping(info["schedule"]),
+            ratings=RatingsSection.from_mapping(ratings or info.get("ratings") or {}),
+            sampling=SamplingConfig.from_mapping(info["sampling"]),
+            backend={},
+            run=TournamentRunSection(out=str(out)),
+        )
+
+
+def _games(entries: Any, where: str) -> tuple[GameEntry, ...]:
+    if not isinstance(entries, list) or not entries:
+        raise ScenarioError(f"{where}: give at least one [[games]] table with an id (and options)")
+    out: list[GameEntry] = []
+    for n, entry in enumerate(entries, 1):
+        here = f"{where} [[games]] #{n}"
+        if isinstance(entry, str):
+            entry = {"id": entry}
+        if not isinstance(entry, Mapping) or "id" not in entry:
+            raise ScenarioError(f"{here}: expected a table with 'id' (and optionally 'options' and 'key')")
+        unknown = sorted(set(entry) - {"id", "options", "key"})
+        if unknown:
+            raise ScenarioError(f"{here}: unknown keys {unknown}; a game takes id, options and key")
+        try:
+            env = games.make(entry["id"], **dict(entry.get("options") or {}))
+        except (OptionError, games.UnknownGameError) as err:
+            raise ScenarioError(f"{here}: {err}") from None
+        key = str(entry.get("key") or entry["id"])
+        out.append(GameEntry(key, entry["id"], env.options.to_dict(), env.roles, env.tournament_mode()))
+    keys = [g.key for g in out]
+    if len(set(keys)) != len(keys):
+        raise ScenarioError(f"{where}: two [[games]] share a key; give each a distinct key = \"...\"")
+    return tuple(out)
+
+
+def load_tournament(path: str | Path, out: str | None = None) -> Tournament:
+    """Read and check a tournament scenario."""
+    path = Path(path)
+    data = read_toml(path)
+    where = str(path)
+    known = ["plugins", "agents", "games", "schedule", "ratings", "sampling", "backend", "run"]
+    for key in data:
+        if key not in known:
+            from games.options import suggest
+
+            raise ScenarioError(f"{where}: unknown section or key {key!r}; expected {', '.join(known)}."
+                                f"{suggest(key, known)}")
+    plugins = load_plugins(data, where, path.parent)
+    agents = data.get("agents")
+    if not isinstance(agents, Mapping) or len(agents) < 2:
+        raise ScenarioError(f"{where}: [agents] must name at least two agents: name = \"spec\"")
+    for name, spec in agents.items():
+        if not _NAME.match(name):
+            raise ScenarioError(f"{where} [agents]: agent name {name!r} may use letters, digits and _ . + - only")
+        if not isinstance(spec, str) or not spec.strip():
+            raise ScenarioError(f"{where} [agents]: {name} must be an agent spec string such as \"scripted\"")
+    try:
+        schedule = ScheduleSection.from_mapping(data.get("schedule"), source=f"{where} [schedule]")
+        ratings = RatingsSection.from_mapping(data.get("ratings"), source=f"{where} [ratings]")
+        run_values = dict(data.get("run") or {})
+        if out is not None:
+            run_values["out"] = out
+        run = TournamentRunSection.from_mapping(run_values, source=f"{where} [run]")
+        sampling = SamplingConfig.from_mapping(data.get("sampling"), where=f"{where} [sampling]")
+    except OptionError as err:
+        raise ScenarioError(str(err)) from None
+    backend = data.get("backend") or {}
+    return Tournament(path, {k: v.strip() for k, v in agents.items()}, _games(data.get("games"), where), schedule,
+                      ratings, sampling, dict(backend), run, plugins)
+
+
+# ----------------------------------------------------------------------- schedule
+def seat_assignments(roles: Sequence[str], a: str, b: str) -> list[dict[str, str]]:
+    """Seat arrangements in which each of two agents plays each role equally often."""
+    if len(roles) == 1:
+        return [{roles[0]: a}, {roles[0]: b}]
+    out: list[dict[str, str]] = []
+    for i in range(len(roles)):
+        for x, y in ((a, b), (b, a)):
+            seats = {r: (x if k == i else y) for k, r in enumerate(roles)}
+            if seats not in out:
+                out.append(seats)
+    return out
+
+
+def _seed(t: Tournament, game_index: int, round_no: int, k: int) -> int:
+    return episode_seed(t.schedule.seed, (game_index * 1000 + round_no) * 100_000 + k)
+
+
+def _plans_for_pairing(t: Tournament, round_no: int, a: str, b: str) -> list[EpisodePlan]:
+    """Head-to-head games: a and b in every seat arrangement. Same-seat games: each agent's own team."""
+    plans = []
+    for g_index, game in enumerate(t.games):
+        for k in range(t.schedule.games_per_pairing):
+            seed = _seed(t, g_index, round_no, k)
+            if game.mode == "head-to-head":
+                for s, seats in enumerate(seat_assignments(game.roles, a, b)):
+                    tags = {"game": game.key, "round": round_no, "a": a, "b": b, "k": k}
+                    plans.append(EpisodePlan(f"{game.key}-r{round_no}-{a}-vs-{b}-k{k}-s{s}", game.id, seed, seats,
+                                             game.options, tags))
+            else:
+                for agent in (a, b):
+                    tags = {"game": game.key, "round": round_no, "team": agent, "k": k}
+                    plans.append(EpisodePlan(f"{game.key}-r{round_no}-team-{agent}-k{k}", game.id, seed,
+                                             {r: agent for r in game.roles}, game.options, tags))
+    return plans
+
+
+def round_robin_pairings(agents: Sequence[str]) -> list[tuple[str, str]]:
+    return [(a, b) for i, a in enumerate(agents) for b in agents[i + 1:]]
+
+
+def swiss_pairings(agents: Sequence[str], ratings: Mapping[str, float], met: set[frozenset[str]],
+                   byes: set[str]) -> tuple[list[tuple[str, str]], str | None]:
+    """Pair neighbours in the rating order, avoiding rematches where possible; odd one out gets a bye."""
+    order = sorted(agents, key=lambda a: (-ratings.get(a, 1000.0), a))
+    bye = None
+    if len(order) % 2:
+        bye = next((a for a in reversed(order) if a not in byes), order[-1])
+        order.remove(bye)
+    pairs, free = [], list(order)
+    while free:
+        a = free.pop(0)
+        partner = next((b for b in free if frozenset((a, b)) not in met), free[0])
+        free.remove(partner)
+        pairs.append((a, partner))
+    return pairs, bye
+
+
+def tournament_plans(t: Tournament, round_no: int, pairs: Sequence[tuple[str, str]]) -> list[EpisodePlan]:
+    """Every episode a round needs, each once (team episodes are shared by an agent's pairings)."""
+    plans: dict[str, EpisodePlan] = {}
+    for a, b in pairs:
+        for plan in _plans_for_pairing(t, round_no, a, b):
+            plans.setdefault(plan.id, plan)
+    return list(plans.values())
+
+
+# ----------------------------------------------------------------------- outcomes
+@dataclass
+class Tally:
+    """Outcomes, failures and per-role scores gathered from episodes."""
+
+    outcomes: list[Outcome]
+    failures: dict[str, int]
+    episodes: dict[str, int]
+    role_scores: dict[str, dict[str, dict[str, list[float]]]]  # agent -> game -> role -> scores
+
+
+def outcomes_from(t: Tournament, plans: Sequence[EpisodePlan], pairings: Sequence[Sequence[tuple[str, str]]],
+                  episodes: Mapping[str, Episode]) -> Tally:
+    """Outcomes of every pairing of every round, in schedule order (ratings never depend on finishing order)."""
+    tally = Tally([], {a: 0 for a in t.agents}, {a: 0 for a in t.agents}, {a: {} for a in t.agents})
+    by_id = {p.id: p for p in plans}
+    for plan in plans:  # episodes, failures and per-role scores, once per episode
+        e = episodes.get(plan.id)
+        if e is None:
+            continue
+        for agent in set(plan.roles.values()):
+            tally.episodes[agent] += 1
+        if not e.ok:
+            culprit = plan.roles.get(e.failed_role or "")
+            for agent in [culprit] if culprit else sorted(set(plan.roles.values())):
+                tally.failures[agent] += 1
+            continue
+        for role, agent in plan.roles.items():
+            key = plan.tags["game"]
+            tally.role_scores[agent].setdefault(key, {}).setdefault(role, []).append(e.scores[role])
+    for round_no, pairs in enumerate(pairings):
+        for a, b in pairs:
+            for game in t.games:
+                for k in range(t.schedule.games_per_pairing):
+                    if game.mode == "head-to-head":
+                        ids = [f"{game.key}-r{round_no}-{a}-vs-{b}-k{k}-s{s}"
+                               for s in range(len(seat_assignments(game.roles, a, b)))]
+                        for plan_id in ids:
+                            e = episodes.get(plan_id)
+                            if e is None or not e.ok:
+                                continue
+                            seats = by_id[plan_id].roles
+                            key = {x: _mean_key(e, [r for r, who in seats.items() if who == x]) for x in (a, b)}
+                            tally.outcomes.append(Outcome(a, b, _compare(key[a], key[b]), game.key))
+                    else:
+                        team = {x: episodes.get(f"{game.key}-r{round_no}-team-{x}-k{k}") for x in (a, b)}
+                        if any(e is None or not e.ok for e in team.values()):
+                            continue
+                        for role in game.roles:
+                            key = {x: _mean_key(team[x], [role]) for x in (a, b)}
+                            tally.outcomes.append(Outcome(a, b, _compare(key[a], key[b]), game.key))
+    return tally
+
+
+def _mean_key(episode: Episode, roles: Sequence[str]) -> tuple[float, float]:
+    """(mean score, mean rewards collected) over some roles of an episode."""
+    return (float(np.mean([episode.scores[r] for r in roles])), float(np.mean([_return(episode, r) for r in roles])))
+
+
+def _return(episode: Episode, role: str) -> float:
+    """Everything ``role`` was paid in the episode (its score plus per-turn rewards such as penalties)."""
+    return sum(t.rewards.get(role, 0.0) for t in episode.turns)
+
+
+def _compare(x: tuple[float, float], y: tuple[float, float]) -> float:
+    """Scores decide; equal scores are decided by the rewards collected (illegal moves cost); else a draw."""
+    for u, v in zip(x, y):
+        if abs(u - v) > 1e-9:
+            return 1.0 if u > v else 0.0
+    return 0.5
+
+
+# ----------------------------------------------------------------------- running
+@dataclass
+class TournamentResult:
+    out: Path
+    plans: list[EpisodePlan]
+    pairings: list[list[tuple[str, str]]]
+    tally: Tally
+    played: int
+    stats: RolloutStats
+
+
+def run_tournament(t: Tournament, on_episode: Callable[[Episode, RolloutStats], None] | None = None,
+                   policies: Mapping[str, Policy] | None = None) -> TournamentResult:
+    """Play (or resume) the tournament; return its plans and tally. Ratings: :func:`arena.leaderboard.build`."""
+    names = list(t.agents)
+    store = EpisodeStore(t.out)
+    with store.open(t.info()):
+        state = {**t.info(), "scenario": str(t.path), "ratings": t.ratings.to_dict()}
+        (t.out / "tournament.json").write_text(json.dumps(state, indent=1) + "\n")
+        owned = policies is None
+        loaded = load_policies(set(t.agents.values()), t.sampling, t.backend) if owned else dict(policies)
+        by_name = {name: loaded[spec] for name, spec in t.agents.items()}
+        rollout = BatchedRollout(by_name, t.run.concurrency)
+        done = store.ids()
+        all_plans: list[EpisodePlan] = []
+        pairings: list[list[tuple[str, str]]] = []
+        played = 0
+        try:
+            rounds = 1 if t.schedule.kind == "round-robin" else t.schedule.rounds
+            met: set[frozenset[str]] = set()
+            byes: set[str] = set()
+            for round_no in range(rounds):
+                if t.schedule.kind == "round-robin":
+                    pairs = round_robin_pairings(names)
+                else:
+                    stored = {e.id: e for e in store}
+                    so_far = outcomes_from(t, all_plans, pairings, stored).outcomes
+                    if round_no == 0:
+                        order = list(np.random.default_rng(t.schedule.seed).permutation(names))
+                        ratings = {a: -i for i, a in enumerate(order)}
+                    else:
+                        ratings = bradley_terry(so_far, names)
+                    pairs, bye = swiss_pairings(names, ratings, met, byes)
+                    if bye:
+                        byes.add(bye)
+                met.update(frozenset(p) for p in pairs)
+                pairings.append(list(pairs))
+                plans = tournament_plans(t, round_no, pairs)
+                all_plans += plans
+                for episode in rollout.run(plans, done=done):
+                    store.append(episode)
+                    played += 1
+                    if on_episode is not None:
+                        on_episode(episode, rollout.stats)
+        finally:
+            if owned:
+                for policy in loaded.values():
+                    policy.close()
+        stored = {e.id: e for e in store}
+    save_plans(t.out, all_plans, pairings)
+    return TournamentResult(t.out, all_plans, pairings, outcomes_from(t, all_plans, pairings, stored), played,
+                            rollout.stats)
+
+
+def save_plans(out: Path, plans: Sequence[EpisodePlan], pairings: Sequence[Sequence[tuple[str, str]]]) -> None:
+    rows = [{"id": p.id, "game": p.game, "seed": p.seed, "roles": dict(p.roles), "options": dict(p.options),
+             "tags": dict(p.tags)} for p in plans]
+    state = {"pairings": [[list(pair) for pair in pairs] for pairs in pairings], "plans": rows}
+    (out / "plans.json").write_text(json.dumps(state) + "\n", encoding="utf-8")
+
+
+def load_state(out: str | Path) -> tuple[Tournament, list[EpisodePlan], list[list[tuple[str, str]]],
+                                         dict[str, Episode]]:
+    """A stored tournament's settings, plans and episodes (for `arena report`)."""
+    out = Path(out)
+    files = [out / "tournament.json", out / "plans.json", out / EpisodeStore.FILE]
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise ScenarioError(f"{out} is not a finished tournament directory (missing {', '.join(missing)})")
+    info = json.loads(files[0].read_text(encoding="utf-8"))
+    t = Tournament.from_info(info, out)
+    state = json.loads(files[1].read_text(encoding="utf-8"))
+    plans = [EpisodePlan(r["id"], r["game"], r["seed"], r["roles"], r["options"], r["tags"]) for r in state["plans"]]
+    pairings = [[tuple(pair) for pair in pairs] for pairs in state["pairings"]]
+    return t, plans, pairings, {e.id: e for e in EpisodeStore(out)}
+
+
+def total_episodes(t: Tournament) -> int:
+    """Episodes the whole tournament will play."""
+    n, k = len(t.agents), t.schedule.games_per_pairing
+    if t.schedule.kind == "round-robin":
+        rounds, pairs, playing = 1, n * (n - 1) // 2, n
+    else:
+        rounds, pairs, playing = t.schedule.rounds, n // 2, 2 * (n // 2)
+    total = 0
+    for g in t.games:
+        if g.mode == "head-to-head":
+            total += rounds * pairs * len(seat_assignments(g.roles, "a", "b")) * k
+        else:
+            total += rounds * playing * k
+    return total

@@ -1,0 +1,98 @@
+"""Filtered behaviour cloning in rounds (Liao, Tomlin and Klein 2024).
+
+Each round: play ``episodes_per_round`` episodes with the current model (in
+self-play when it plays every role), keep each trained role's side of the
+episodes it did well in, and fine-tune on those sides for ``epochs`` passes.
+What counts as "did well" (``filter``), per role:
+
+* ``above-mean``: score above that role's mean score this round (the paper's rule);
+* ``non-zero``: score above zero (e.g. a deal was reached);
+* ``top-k``: the best ``top_fraction`` of the role's sides.
+
+With ``[data] episodes = [...]`` the rounds learn from stored episode files
+instead of playing (text-only turns are cloned from their tokenised text).
+The loss is the negative log-likelihood of the role's own (sampled) tokens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from arena.scenario import Section
+from arena.store import read_episodes
+from arena.train.model import bc_loss
+from arena.train.optim import gradient_step, minibatches
+from arena.train.pg import _episode_metrics
+from arena.train.session import TrainingSession
+from games.options import option
+
+__all__ = ["FilteredBCConfig", "run", "select"]
+
+
+@dataclass(frozen=True)
+class FilteredBCConfig(Section):
+    rounds: int = option(4, "play-filter-fine-tune rounds", min=1)
+    episodes_per_round: int = option(256, "episodes played per round", min=1)
+    filter: str = option("above-mean", "which sides to keep", choices=("above-mean", "non-zero", "top-k"))
+    top_fraction: float = option(0.25, "top-k: the share of sides to keep", min=0.01, max=1.0)
+    epochs: int = option(2, "passes over the kept sides per round", min=1)
+    learning_rate: float = option(1e-4, "AdamW learning rate", min=0.0)
+    batch_tokens: int = option(8192, "padded tokens per optimiser step", min=256)
+    max_grad_norm: float = option(1.0, "gradient clipping", min=0.0)
+
+
+def select(seqs, rule: str, top_fraction: float = 0.25) -> list:
+    """The sequences worth imitating, chosen per role."""
+    kept = []
+    for role in sorted({s.role for s in seqs}):
+        mine = [s for s in seqs if s.role == role]
+        scores = np.array([s.score for s in mine])
+        if rule == "above-mean":
+            kept += [s for s in mine if s.score > scores.mean()]
+        elif rule == "non-zero":
+            kept += [s for s in mine if s.score > 0]
+        else:
+            k = max(1, int(round(top_fraction * len(mine))))
+            kept += [mine[i] for i in np.argsort(-scores, kind="stable")[:k]]
+    return kept
+
+
+def run(session: TrainingSession, config: FilteredBCConfig, state: dict[str, Any] | None) -> None:
+    state = state or {"optimizer": None}
+    model = session.model
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, betas=(0.9, 0.95), weight_decay=0.0)
+    if state["optimizer"] is not None:
+        optimizer.load_state_dict(state["optimizer"])
+    if session.iteration == 0:
+        session.evaluate("before")
+    stored = [e for path in session.scenario.data for e in read_episodes(path)]
+    every = session.scenario.eval.every
+    for round_no in range(session.iteration + 1, config.rounds + 1):
+        session.iteration = round_no
+        episodes = stored or session.play(session.plans(round_no, config.episodes_per_round))
+        seqs = session.sequences(episodes)
+        kept = select(seqs, config.filter, config.top_fraction)
+        metrics: dict[str, Any] = {"kept": float(len(kept)), "sides": float(len(seqs))}
+        rng = np.random.default_rng([session.scenario.run.seed, round_no])
+        steps = 0
+        for _ in range(config.epochs):
+            for group in minibatches(kept, config.batch_tokens, rng):
+                step = gradient_step(model, optimizer, group, lambda stats, batch: bc_loss(stats),
+                                     config.batch_tokens, config.max_grad_norm)
+                steps += 1
+                metrics["loss"] = step.get("loss", 0.0)
+                metrics["entropy"] = step.get("entropy", 0.0)
+        metrics["steps"] = float(steps)
+        if episodes and not stored:
+            metrics.update(_episode_metrics(session, episodes))
+        session.log_metrics(metrics)
+        if every and round_no % every == 0 and round_no < config.rounds:
+            session.evaluate("during")
+        if round_no % session.scenario.run.checkpoint_every == 0 or round_no == config.rounds:
+            state["optimizer"] = optimizer.state_dict()
+            session.save_checkpoint(state)
+    session.evaluate("after")

@@ -1,0 +1,158 @@
+"""The model being trained: one torch module that both plays (through the batched rollout) and learns.
+
+:class:`TrainableModel` loads a chat model (optionally with LoRA adapters
+through peft), exposes it as a :class:`~agents.hf.TransformersPolicy` whose
+weights are the ones being trained, keeps a frozen reference copy for the KL
+penalty, and computes per-token log-probabilities and entropies on
+:class:`~arena.train.data.Batch` es. The losses live here too, so every
+algorithm shares one masked, NaN-safe implementation.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from agents.hf import TransformersPolicy, load_chat_model
+from agents.sampling import SamplingConfig
+from arena.train.data import Batch
+
+__all__ = ["TrainableModel", "LoraSettings", "pg_loss", "bc_loss", "TokenStats"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.0
+    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+@dataclass
+class TokenStats:
+    """Per-position log-probabilities under the policy (and the reference), entropies, and the target mask."""
+
+    logp: torch.Tensor
+    entropy: torch.Tensor
+    mask: torch.Tensor
+    ref_logp: torch.Tensor | None = None
+
+
+class TrainableModel:
+    """A chat model that plays and learns, with a frozen reference for the KL penalty."""
+
+    def __init__(self, path: str | Path, spec: str, sampling: SamplingConfig, *, lora: LoraSettings | None = None,
+                 reference: bool = True, device: str | None = None, max_batch_size: int = 64):
+        model, tokenizer = load_chat_model(path, device=device)
+        self.tokenizer = tokenizer
+        self.lora = lora
+        if lora is not None:
+            try:
+                from peft import LoraConfig, get_peft_model
+            except ImportError:
+                raise RuntimeError("LoRA needs peft: pip install peft") from None
+            modules = [m for m in lora.target_modules if any(n.endswith(m) for n, _ in model.named_modules())]
+            model = get_peft_model(model, LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                                                     target_modules=modules, bias="none"))
+            self.reference_model = None  # the reference is the same model with its adapters switched off
+        else:
+            self.reference_model = copy.deepcopy(model).eval() if reference else None
+            if self.reference_model is not None:
+                for p in self.reference_model.parameters():
+                    p.requires_grad_(False)
+        self.model = model
+        self.device = next(model.parameters()).device
+        self.policy = TransformersPolicy(spec, path, sampling, model=model, tokenizer=tokenizer,
+                                         max_batch_size=max_batch_size)
+        self.pad_id = tokenizer.pad_token_id
+
+    @property
+    def end_ids(self) -> list[int]:
+        return self.policy.end_ids
+
+    def parameters(self) -> list[torch.nn.Parameter]:
+        return [p for p in self.model.parameters() if p.requires_grad]
+
+    @contextmanager
+    def _reference(self):
+        if self.lora is not None:
+            with self.model.disable_adapter():
+                yield self.model
+        else:
+            yield self.reference_model
+
+    def token_stats(self, batch: Batch, with_reference: bool = False) -> TokenStats:
+        """Log-probabilities of each next token (and entropy of each next-token distribution)."""
+        self.model.train()
+        ids = batch.input_ids.to(self.device)
+        attention = batch.attention.to(self.device)
+        logits = self.model(input_ids=ids, attention_mask=attention).logits[:, :-1].float()
+        logp_all = torch.log_softmax(logits, dim=-1)
+        nxt = ids[:, 1:].unsqueeze(-1)
+        logp = logp_all.gather(-1, nxt).squeeze(-1)
+        entropy = -(logp_all.exp() * logp_all).sum(-1)
+        mask = batch.target[:, :-1].to(self.device)
+        ref = None
+        if with_reference:
+            with torch.no_grad(), self._reference() as reference:
+                if reference is not None:
+                    ref_logits = reference(input_ids=ids, attention_mask=attention).logits[:, :-1].float()
+                    ref = torch.log_softmax(ref_logits, dim=-1).gather(-1, nxt).squeeze(-1)
+        return TokenStats(logp, entropy.detach(), mask, ref)
+
+    def save(self, folder: str | Path) -> None:
+        """``save_pretrained`` format; LoRA adapters are merged so the result loads as a plain model."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        model = self.model
+        if self.lora is not None:
+            model = copy.deepcopy(self.model).merge_and_unload()
+        model.save_pretrained(folder, safe_serialization=True)
+        self.tokenizer.save_pretrained(folder)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state)
+
+
+def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over masked positions; masked-out values never reach the sum (NaN-safe)."""
+    total = torch.where(mask, values, torch.zeros_like(values)).sum()
+    return total / mask.sum().clamp(min=1)
+
+
+def pg_loss(stats: TokenStats, batch: Batch, beta: float) -> tuple[torch.Tensor, dict[str, float]]:
+    """Policy gradient: -advantage * log p on the role's own tokens, plus beta * KL to the reference.
+
+    The KL is the k3 estimator, exp(r) - r - 1 with r = log p_ref - log p (non-negative, unbiased),
+    weighted per turn by ``batch.kl_weight`` (SCoRe holds the first attempt closer than the second).
+    """
+    mask = stats.mask
+    advantage = batch.advantage[:, :-1].to(stats.logp.device)
+    weight = batch.kl_weight[:, :-1].to(stats.logp.device)
+    pg = _masked_mean(-advantage * stats.logp, mask)
+    metrics = {"pg_loss": float(pg.detach()), "entropy": float(_masked_mean(stats.entropy, mask))}
+    loss = pg
+    if stats.ref_logp is not None:
+        r = torch.where(mask, stats.ref_logp - stats.logp, torch.zeros_like(stats.logp))
+        kl = torch.exp(r) - r - 1
+        loss = loss + beta * _masked_mean(weight * kl, mask)
+        metrics["kl"] = float(_masked_mean(kl.detach(), mask))
+    metrics["loss"] = float(loss.detach())
+    return loss, metrics
+
+
+def bc_loss(stats: TokenStats) -> tuple[torch.Tensor, dict[str, float]]:
+    """Behaviour cloning: mean negative log-likelihood of the role's own tokens."""
+    loss = _masked_mean(-stats.logp, stats.mask)
+    return loss, {"loss": float(loss.detach()), "entropy": float(_masked_mean(stats.entropy, stats.mask))}

@@ -1,0 +1,189 @@
+"""Training scenarios: which model, which game and roles, which algorithm, how to evaluate.
+
+    [model]
+    init = "seed"                 # the starting model: "seed" or "hf:PATH"
+    lora = false                  # or { r = 16, alpha = 32 }
+
+    [game]
+    id = "refine-v0"
+    options = { protocol = "self-correct" }
+
+    [roles]                       # "policy" marks the roles the trained model plays;
+    solver = "policy"             # other roles name their agents (scripted, random, hf:..., ...)
+
+    [algorithm]
+    name = "score"                # filtered-bc | pg | score; the other keys are the algorithm's config
+
+    [data]                        # filtered-bc only: learn from stored episodes instead of playing
+    episodes = []                 # paths of episodes.jsonl files
+
+    [sampling]
+    temperature = 1.0
+    max_new_tokens = 128
+
+    [eval]
+    episodes = 128                # held-out episodes per evaluation seat
+    seed = 1000000                # held-out seeds: disjoint from training seeds
+    every = 10                    # evaluate every N iterations (0: before and after only)
+    opponents = "scripted"        # who plays the other roles when the trained roles are evaluated
+
+    [run]
+    seed = 0
+    out = "runs/train"
+    checkpoint_every = 10
+    concurrency = 64
+    wandb = "offline"             # offline | online | disabled
+    threads = 0                   # torch CPU threads (0: default)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import games
+from agents.sampling import SamplingConfig
+from arena.scenario import ScenarioError, Section, load_plugins, read_toml
+from arena.train.model import LoraSettings
+from games.options import OptionError, option, suggest
+
+__all__ = ["TrainScenario", "load_train_scenario", "POLICY", "ALGORITHMS"]
+
+POLICY = "policy"
+ALGORITHMS = ("filtered-bc", "pg", "score")
+
+
+@dataclass(frozen=True)
+class EvalSection(Section):
+    episodes: int = option(64, "held-out episodes per evaluation seat", min=1)
+    seed: int = option(1_000_000, "seed of the held-out episodes (keep it apart from the run seed)", min=0)
+    every: int = option(10, "evaluate every N iterations or rounds (0: only before and after)", min=0)
+    opponents: str = option("scripted", "agent spec for the untrained roles during evaluation")
+    temperature: float = option(-1.0, "sampling temperature in evaluation (-1: as [sampling])", min=-1.0)
+
+
+@dataclass(frozen=True)
+class RunSection(Section):
+    seed: int = option(0, "run seed: rollouts, shuffling and initialisation", min=0)
+    out: str = option("", "output directory (default: runs/<scenario name>)")
+    checkpoint_every: int = option(10, "save a resumable checkpoint every N iterations", min=1)
+    concurrency: int = option(64, "episodes played at once", min=1)
+    wandb: str = option("offline", "Weights & Biases logging", choices=("offline", "online", "disabled"))
+    threads: int = option(0, "torch CPU threads (0: torch's default)", min=0)
+    store_episodes: bool = option(False, "keep every training episode in OUT/episodes.jsonl")
+
+
+@dataclass(frozen=True)
+class TrainScenario:
+    path: Path
+    init: str
+    lora: LoraSettings | None
+    game: str
+    options: dict[str, Any]
+    roles: dict[str, str]  # role -> POLICY or an agent spec
+    algorithm: str
+    algorithm_config: dict[str, Any]
+    data: tuple[str, ...]
+    sampling: SamplingConfig
+    eval: EvalSection
+    run: RunSection
+    plugins: tuple[str, ...]
+
+    @property
+    def trained_roles(self) -> tuple[str, ...]:
+        return tuple(r for r, spec in self.roles.items() if spec == POLICY)
+
+    @property
+    def out(self) -> Path:
+        return Path(self.run.out) if self.run.out else Path("runs") / self.path.stem
+
+    def info(self) -> dict[str, Any]:
+        """What a resumed run must share with the stored one."""
+        return {"init": self.init, "lora": None if self.lora is None else vars(self.lora), "game": self.game,
+                "options": self.options, "roles": self.roles, "algorithm": self.algorithm,
+                "algorithm_config": self.algorithm_config, "data": list(self.data),
+                "sampling": self.sampling.to_dict(), "eval": self.eval.to_dict(), "seed": self.run.seed}
+
+
+def _lora(value: Any, where: str) -> LoraSettings | None:
+    if value in (None, False):
+        return None
+    if value is True:
+        return LoraSettings()
+    if not isinstance(value, Mapping):
+        raise ScenarioError(f"{where}: lora must be true, false or a table such as {{ r = 16, alpha = 32 }}")
+    known = ["r", "alpha", "dropout", "target_modules"]
+    for key in value:
+        if key not in known:
+            raise ScenarioError(f"{where}: unknown lora key {key!r}; expected {', '.join(known)}.{suggest(key, known)}")
+    values = dict(value)
+    if "target_modules" in values:
+        values["target_modules"] = tuple(values["target_modules"])
+    return LoraSettings(**values)
+
+
+def load_train_scenario(path: str | Path, out: str | None = None) -> TrainScenario:
+    """Read and check a training scenario."""
+    path = Path(path)
+    data = read_toml(path)
+    where = str(path)
+    known = ["plugins", "model", "game", "roles", "algorithm", "data", "sampling", "eval", "run"]
+    for key in data:
+        if key not in known:
+            raise ScenarioError(f"{where}: unknown section or key {key!r}; expected {', '.join(known)}."
+                                f"{suggest(key, known)}")
+    plugins = load_plugins(data, where, path.parent)
+    model = dict(data.get("model") or {})
+    for key in model:
+        if key not in ("init", "lora"):
+            hint = suggest(key, ["init", "lora"])
+            raise ScenarioError(f"{where} [model]: unknown key {key!r}; expected init, lora.{hint}")
+    init = model.get("init", "seed")
+    if init != "seed" and not str(init).startswith("hf:"):
+        raise ScenarioError(f"{where} [model]: init must be \"seed\" or \"hf:PATH\" (a model that can be trained); "
+                            f"got {init!r}")
+    game = dict(data.get("game") or {})
+    if "id" not in game:
+        raise ScenarioError(f"{where} [game]: key 'id' is required")
+    try:
+        env = games.make(game["id"], **dict(game.get("options") or {}))
+    except (OptionError, games.UnknownGameError) as err:
+        raise ScenarioError(f"{where} [game]: {err}") from None
+    roles = dict(data.get("roles") or {})
+    for role in roles:
+        if role not in env.roles:
+            raise ScenarioError(f"{where} [roles]: {role!r} is not a role of {env.game_id}; roles are "
+                                f"{', '.join(env.roles)}.{suggest(role, list(env.roles))}")
+    missing = [r for r in env.roles if r not in roles]
+    if missing:
+        raise ScenarioError(f"{where} [roles]: give every role an agent or \"policy\"; missing {missing}")
+    if POLICY not in roles.values():
+        raise ScenarioError(f"{where} [roles]: no role is played by \"policy\" (the trained model)")
+    algorithm = dict(data.get("algorithm") or {})
+    name = algorithm.pop("name", None)
+    if name not in ALGORITHMS:
+        raise ScenarioError(f"{where} [algorithm]: name must be one of {', '.join(ALGORITHMS)}; got {name!r}."
+                            f"{suggest(str(name), list(ALGORITHMS))}")
+    from arena.train.algorithms import config_class
+
+    try:
+        config_class(name).from_mapping(algorithm, source=f"{where} [algorithm]")
+        sampling = SamplingConfig.from_mapping(data.get("sampling"), where=f"{where} [sampling]")
+        evaluation = EvalSection.from_mapping(data.get("eval"), source=f"{where} [eval]")
+        run_values = dict(data.get("run") or {})
+        if out is not None:
+            run_values["out"] = out
+        run = RunSection.from_mapping(run_values, source=f"{where} [run]")
+    except OptionError as err:
+        raise ScenarioError(str(err)) from None
+    stored = tuple((data.get("data") or {}).get("episodes", ()))
+    if stored and name != "filtered-bc":
+        raise ScenarioError(f"{where} [data]: learning from stored episodes needs name = \"filtered-bc\" "
+                            "(policy gradient learns on-policy from live play)")
+    for file in stored:
+        if not Path(file).exists():
+            raise ScenarioError(f"{where} [data]: episode file not found: {file}")
+    return TrainScenario(path, init, _lora(model.get("lora"), f"{where} [model]"), env.game_id,
+                         env.options.to_dict(), roles, name, algorithm, stored, sampling, evaluation, run, plugins)

@@ -1,0 +1,261 @@
+"""What every training algorithm shares: the model, rollouts, evaluation, metrics, checkpoints, resume.
+
+A :class:`TrainingSession` owns the output directory::
+
+    OUT/train.json            the scenario's settings (a resumed run must match them)
+    OUT/metrics.jsonl         one line per iteration (loss, rewards, KL, entropy, collapse signals, speed)
+    OUT/eval.json             held-out evaluation before, between and after iterations
+    OUT/checkpoints/iter-N/   save_pretrained model + trainer_state.pt (optimizer, RNG, position)
+    OUT/final/                the trained model (save_pretrained; an `hf:` agent)
+    OUT/curves.png            learning curves
+    OUT/wandb/                Weights & Biases files (offline by default)
+
+Checkpoints are written to a temporary folder and renamed, and ``latest.json``
+is replaced atomically, so a kill -9 at any moment leaves the last complete
+checkpoint; ``--resume`` continues from it and, because rollouts and
+minibatches are seeded by (run seed, iteration), repeats exactly what the
+uninterrupted run would have done.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import shutil
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import games
+from agents.seed import seed_model_dir
+from arena.batched import BatchedRollout, EpisodePlan, episode_seed
+from arena.episode import Episode
+from arena.selfplay import load_policies, summarise
+from arena.store import EpisodeStore
+from arena.train.data import RoleSequence, role_sequences
+from arena.train.model import TrainableModel
+from arena.train.scenario import POLICY, TrainScenario
+
+__all__ = ["TrainingSession", "TrainError"]
+
+log = logging.getLogger(__name__)
+
+
+class TrainError(RuntimeError):
+    """A training run cannot start or continue as asked."""
+
+
+class TrainingSession:
+    def __init__(self, scenario: TrainScenario, resume: bool = False, wandb: bool = True,
+                 progress: Callable[[str, dict[str, Any]], None] | None = None):
+        self.scenario = scenario
+        self.out = scenario.out
+        self.say = progress or (lambda event, info: None)
+        self._prepare_dir(resume)
+        if scenario.run.threads:
+            torch.set_num_threads(scenario.run.threads)
+        torch.manual_seed(scenario.run.seed)
+        init = seed_model_dir() if scenario.init == "seed" else Path(scenario.init.split(":", 1)[1])
+        self.model = TrainableModel(init, POLICY, scenario.sampling, lora=scenario.lora,
+                                    max_batch_size=scenario.run.concurrency)
+        specs = {s for s in scenario.roles.values() if s != POLICY} | {scenario.eval.opponents}
+        self.others = load_policies(specs, scenario.sampling)
+        self.iteration = 0
+        self.started = time.perf_counter()
+        self._wandb = self._start_wandb() if wandb else None
+        self.store = EpisodeStore(self.out).open() if scenario.run.store_episodes else None
+
+    # ------------------------------------------------------------------ directory and resume
+    def _prepare_dir(self, resume: bool) -> None:
+        info = self.scenario.info()
+        meta = self.out / "train.json"
+        if meta.is_file():
+            if not resume:
+                raise TrainError(f"{self.out} already holds a training run; pass --resume to continue it, or "
+                                 "choose another --out")
+            stored = json.loads(meta.read_text(encoding="utf-8"))
+            different = sorted(k for k in set(stored) | set(info) if stored.get(k) != info.get(k))
+            if different:
+                raise TrainError(f"{self.out} was trained with different settings ({', '.join(different)}); "
+                                 "use another --out")
+        elif resume and self.out.exists() and any(self.out.iterdir()):
+            raise TrainError(f"nothing to resume in {self.out} (no train.json)")
+        self.out.mkdir(parents=True, exist_ok=True)
+        meta.write_text(json.dumps(info, indent=1, default=str) + "\n", encoding="utf-8")
+
+    def _start_wandb(self) -> Any:
+        mode = os.environ.get("WANDB_MODE") or self.scenario.run.wandb
+        if mode == "disabled":
+            return None
+        try:
+            import wandb
+
+            return wandb.init(project="socratic-arena", name=self.out.name, dir=str(self.out), mode=mode,
+                              config=self.scenario.info(), id=f"arena-{abs(hash(str(self.out.resolve()))):x}",
+                              resume="allow", reinit=True)
+        except Exception as err:  # logging must never stop training
+            log.warning("wandb logging is off: %s", err)
+            return None
+
+    # ------------------------------------------------------------------ playing
+    def plans(self, iteration: int, groups: int, group_size: int = 1, roles: dict[str, str] | None = None,
+              seed: int | None = None, prefix: str = "train") -> list[EpisodePlan]:
+        """``groups`` set-ups, each played ``group_size`` times with different sampling."""
+        roles = roles or self.scenario.roles
+        base = self.scenario.run.seed if seed is None else seed
+        plans = []
+        for g in range(groups):
+            s = episode_seed(base, iteration * 1_000_003 + g)
+            for k in range(group_size):
+                plans.append(EpisodePlan(f"{prefix}-{iteration:05d}-{g:04d}-{k:02d}", self.scenario.game, s,
+                                         dict(roles), dict(self.scenario.options), sample=k))
+        return plans
+
+    def play(self, plans: Sequence[EpisodePlan]) -> list[Episode]:
+        """Play plans with the current weights; the trained roles map to the model, the rest to their agents."""
+        policies = {POLICY: self.model.policy, **self.others}
+        self.model.model.eval()
+        episodes = list(BatchedRollout(policies, self.scenario.run.concurrency,
+                                       block=max(len(plans), self.scenario.run.concurrency)).run(plans))
+        if self.store is not None:
+            for e in episodes:
+                self.store.append(e)
+        return episodes
+
+    def sequences(self, episodes: Iterable[Episode], roles: Sequence[str] | None = None) -> list[RoleSequence]:
+        roles = roles or self.scenario.trained_roles
+        limit = self.model.policy.max_length
+        return [s for e in episodes for s in role_sequences(e, roles, self.model.tokenizer, self.model.end_ids,
+                                                            max_length=limit)]
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(self, label: str) -> dict[str, Any]:
+        """Held-out episodes: each trained role played by the model against the evaluation opponents."""
+        e = self.scenario.eval
+        sampling = self.model.policy.sampling
+        if e.temperature >= 0:
+            from agents.sampling import SamplingConfig
+
+            self.model.policy.sampling = SamplingConfig(temperature=e.temperature, top_p=sampling.top_p,
+                                                        max_new_tokens=sampling.max_new_tokens)
+        saved_others = self.others
+        self.others = {**self.others}
+        result: dict[str, Any] = {"label": label, "iteration": self.iteration, "seats": {}}
+        try:
+            for role in self.scenario.trained_roles:
+                roles = {r: (POLICY if r == role else e.opponents) for r in self.scenario.roles}
+                plans = self.plans(0, e.episodes, roles=roles, seed=e.seed, prefix=f"eval-{role}")
+                episodes = self.play(plans)
+                summary = summarise(episodes)
+                own = [t for ep in episodes for t in ep.turns if t.role == role]
+                result["seats"][role] = {
+                    "opponents": e.opponents,
+                    "policy_score": summary["mean_scores"].get(role, 0.0),
+                    "policy_legal_rate": sum(t.legal for t in own) / max(1, len(own)),
+                    "metrics": summary.get("metrics", {}),
+                    "failed": summary["failed"],
+                }
+        finally:
+            self.model.policy.sampling = sampling
+            self.others = saved_others
+        self._append_eval(result)
+        self.say("eval", result)
+        return result
+
+    def _append_eval(self, result: dict[str, Any]) -> None:
+        path = self.out / "eval.json"
+        history = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {"evaluations": []}
+        history["evaluations"] = [r for r in history["evaluations"]
+                                  if not (r["label"] == result["label"] and r["iteration"] == result["iteration"])]
+        history["evaluations"].append(result)
+        evals = history["evaluations"]
+        history["before"] = next((r for r in evals if r["label"] == "before"), None)
+        history["after"] = next((r for r in reversed(evals) if r["label"] == "after"), None)
+        _atomic_write(path, json.dumps(history, indent=1) + "\n")
+
+    # ------------------------------------------------------------------ metrics
+    def log_metrics(self, metrics: dict[str, Any]) -> None:
+        row = {"iteration": self.iteration, "minutes": (time.perf_counter() - self.started) / 60, **metrics}
+        with open(self.out / "metrics.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(row, default=float) + "\n")
+        if self._wandb is not None:
+            self._wandb.log({k: v for k, v in row.items() if isinstance(v, (int, float))}, step=self.iteration)
+        self.say("iteration", row)
+
+    def _trim_metrics(self, last_iteration: int) -> None:
+        path = self.out / "metrics.jsonl"
+        if not path.is_file():
+            return
+        keep = [line for line in path.read_text(encoding="utf-8").splitlines()
+                if line.strip() and line.endswith("}") and json.loads(line)["iteration"] <= last_iteration]
+        _atomic_write(path, "".join(line + "\n" for line in keep))
+
+    # ------------------------------------------------------------------ checkpoints
+    def save_checkpoint(self, state: dict[str, Any]) -> Path:
+        folder = self.out / "checkpoints" / f"iter-{self.iteration:05d}"
+        tmp = folder.with_name(folder.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        self.model.save(tmp)
+        torch.save({"iteration": self.iteration, "state": state, "model": self.model.state_dict(),
+                    "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+                            "python": random.getstate()}}, tmp / "trainer_state.pt")
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(tmp, folder)
+        _atomic_write(self.out / "checkpoints" / "latest.json", json.dumps({"path": folder.name,
+                                                                             "iteration": self.iteration}) + "\n")
+        for old in sorted((self.out / "checkpoints").glob("iter-*"))[:-2]:
+            if old.is_dir() and old != folder:
+                shutil.rmtree(old, ignore_errors=True)
+        return folder
+
+    def load_checkpoint(self) -> dict[str, Any] | None:
+        """Restore the latest checkpoint; return the algorithm's state (None if there is none)."""
+        latest = self.out / "checkpoints" / "latest.json"
+        if not latest.is_file():
+            self._trim_metrics(-1)
+            return None
+        pointer = json.loads(latest.read_text(encoding="utf-8"))
+        saved = torch.load(self.out / "checkpoints" / pointer["path"] / "trainer_state.pt", weights_only=False)
+        self.model.load_state_dict(saved["model"])
+        torch.set_rng_state(saved["rng"]["torch"])
+        np.random.set_state(saved["rng"]["numpy"])
+        random.setstate(saved["rng"]["python"])
+        self.iteration = saved["iteration"]
+        self._trim_metrics(self.iteration)
+        log.info("resumed from %s (iteration %d)", pointer["path"], self.iteration)
+        return saved["state"]
+
+    # ------------------------------------------------------------------ the end
+    def finish(self) -> Path:
+        final = self.out / "final"
+        tmp = final.with_name("final.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        self.model.save(tmp)
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        try:
+            from arena.train.curves import plot_curves
+
+            plot_curves(self.out)
+        except Exception as err:  # a plot must not lose a finished run
+            log.warning("could not draw the learning curves: %s", err)
+        if self._wandb is not None:
+            self._wandb.finish()
+        if self.store is not None:
+            self.store.close()
+        return final
+
+    def game_class(self) -> type:
+        return games.get_spec(self.scenario.game).cls
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)

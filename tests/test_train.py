@@ -1,0 +1,183 @@
+"""The trainer on a tiny model: every algorithm runs end to end, writes its outputs, and resumes exactly."""
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import agents
+from arena.batched import BatchedRollout, make_plans
+from arena.cli import app
+from arena.scenario import ScenarioError
+from arena.store import EpisodeStore
+from arena.train.algorithms import train
+from arena.train.bc import select
+from arena.train.data import RoleSequence
+from arena.train.scenario import load_train_scenario
+from arena.train.score import attempt_values
+
+ROOT = Path(__file__).resolve().parents[1]
+runner = CliRunner()
+
+
+TALK_GAME = Path(__file__).with_name("train_game.py")
+
+
+def _scenario(tmp_path, tiny, algorithm, extra="", game='id = "talk-test-v0"', roles='speaker = "policy"'):
+    path = tmp_path / "train.toml"
+    path.write_text(f"""
+plugins = ["{TALK_GAME}"]
+[model]
+init = "hf:{tiny}"
+[game]
+{game}
+[roles]
+{roles}
+[algorithm]
+{algorithm}
+{extra}
+[sampling]
+max_new_tokens = 16
+[eval]
+episodes = 4
+every = 2
+[run]
+seed = 3
+checkpoint_every = 1
+concurrency = 16
+wandb = "disabled"
+""")
+    return path
+
+
+PG = 'name = "pg"\nestimator = "rloo"\niterations = 3\ngroups = 2\ngroup_size = 2\nlearning_rate = 1e-3'
+SCORE = ('name = "score"\nstage1_iterations = 1\nstage2_iterations = 1\ngroups = 2\ngroup_size = 2\n'
+         'learning_rate = 1e-3')
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256((path / "model.safetensors").read_bytes()).hexdigest()
+
+
+def test_policy_gradient_end_to_end(tmp_path, tiny_model_dir):
+    scenario = load_train_scenario(_scenario(tmp_path, tiny_model_dir, PG), out=str(tmp_path / "pg"))
+    result = train(scenario, wandb=False)
+    out = Path(result["out"])
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in rows] == [1, 2, 3]
+    for key in ("loss", "kl", "entropy", "zero_variance_share", "legal_rate", "score/speaker", "game/second_length"):
+        assert key in rows[-1], key
+    evals = json.loads((out / "eval.json").read_text())
+    assert [e["label"] for e in evals["evaluations"]] == ["before", "during", "after"]
+    assert "speaker" in evals["after"]["seats"] and (out / "curves.png").stat().st_size > 0
+    policy = agents.load(f"hf:{out / 'final'}")
+    assert policy.tokenizer.chat_template
+    assert _digest(out / "final") != _digest(tiny_model_dir), "the weights moved"
+
+
+def test_score_and_self_play_roles(tmp_path, tiny_model_dir):
+    scenario = load_train_scenario(_scenario(tmp_path, tiny_model_dir, SCORE), out=str(tmp_path / "score"))
+    rows = train(scenario, wandb=False)
+    metrics = [json.loads(line) for line in (Path(rows["out"]) / "metrics.jsonl").read_text().splitlines()]
+    assert [m["stage"] for m in metrics] == [1.0, 2.0]
+    # two roles sharing one model (self-play) with role-conditioned baselines
+    selfplay = _scenario(tmp_path, tiny_model_dir, 'name = "pg"\nestimator = "reinforce"\niterations = 1\n'
+                         'groups = 2\ngroup_size = 1', game='id = "negotiation-v0"\noptions = { max_messages = 4 }',
+                         roles='player_0 = "policy"\nplayer_1 = "policy"')
+    result = train(load_train_scenario(selfplay, out=str(tmp_path / "selfplay")), wandb=False)
+    assert set(json.loads(Path(result["out"], "eval.json").read_text())["after"]["seats"]) == {"player_0",
+                                                                                                "player_1"}
+
+
+def test_attempt_values_follow_score_stages():
+    assert attempt_values([1.0, 0.0], stage=1, alpha=10) == [0.0, 0.0]
+    assert attempt_values([0.0, 1.0], stage=1, alpha=10) == [0.0, 1.0]
+    assert attempt_values([0.0, 1.0], stage=2, alpha=10) == [0.0, 11.0]
+    assert attempt_values([1.0, 0.0], stage=2, alpha=10) == [1.0, -10.0]
+    assert attempt_values([0.0, 0.0, 1.0], stage=2, alpha=10) == [0.0, 0.0, 11.0]
+
+
+def _seq(role, score):
+    return RoleSequence("e", "g", role, 0, [1, 2], [(1, 2)], [score], [score], score, True)
+
+
+def test_filters_choose_per_role():
+    seqs = [_seq("a", s) for s in (0, 1, 2, 3)] + [_seq("b", s) for s in (0, 0, 5)]
+    assert sorted(s.score for s in select(seqs, "above-mean") if s.role == "a") == [2, 3]
+    assert [s.score for s in select(seqs, "above-mean") if s.role == "b"] == [5]
+    assert len(select(seqs, "non-zero")) == 4
+    assert sorted(s.score for s in select(seqs, "top-k", 0.5) if s.role == "a") == [2, 3]
+
+
+def test_filtered_bc_from_stored_episodes_lowers_the_loss(tmp_path, tiny_model_dir):
+    policies = {"scripted": agents.load("scripted")}
+    with EpisodeStore(tmp_path / "data").open() as store:
+        for e in BatchedRollout(policies, 16).run(make_plans("refine-v0", {"solver": "scripted"}, 24, seed=9)):
+            store.append(e)
+    extra = f'[data]\nepisodes = ["{tmp_path / "data" / "episodes.jsonl"}"]'
+    bc = 'name = "filtered-bc"\nrounds = 3\nfilter = "non-zero"\nepochs = 2\nlearning_rate = 3e-3'
+    path = _scenario(tmp_path, tiny_model_dir, bc, extra, game='id = "refine-v0"', roles='solver = "policy"')
+    result = train(load_train_scenario(path, out=str(tmp_path / "bc")), wandb=False)
+    rows = [json.loads(line) for line in (Path(result["out"]) / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["loss"] < rows[0]["loss"] and rows[0]["kept"] > 0
+
+
+@pytest.mark.parametrize("algorithm,message", [
+    ('name = "ppo"', "one of filtered-bc, pg, score"),
+    ('name = "pg"\nitertions = 3', "Did you mean 'iterations'"),
+    ('name = "pg"\nestimator = "rloo"\ngroup_size = 1', "group_size to 2 or more"),
+])
+def test_bad_training_scenarios(tmp_path, tiny_model_dir, algorithm, message):
+    with pytest.raises(ScenarioError, match=message):
+        load_train_scenario(_scenario(tmp_path, tiny_model_dir, algorithm))
+
+
+def test_a_role_must_be_trained_and_data_needs_bc(tmp_path, tiny_model_dir):
+    with pytest.raises(ScenarioError, match="no role is played by"):
+        load_train_scenario(_scenario(tmp_path, tiny_model_dir, PG, roles='speaker = "scripted"'))
+    path = _scenario(tmp_path, tiny_model_dir, PG, extra='[data]\nepisodes = ["x.jsonl"]')
+    with pytest.raises(ScenarioError, match='needs name = "filtered-bc"'):
+        load_train_scenario(path)
+
+
+def test_an_existing_run_needs_resume(tmp_path, tiny_model_dir):
+    path = _scenario(tmp_path, tiny_model_dir, PG.replace("iterations = 3", "iterations = 1"))
+    out = tmp_path / "again"
+    assert runner.invoke(app, ["train", str(path), "--out", str(out), "--no-wandb"]).exit_code == 0
+    result = runner.invoke(app, ["train", str(path), "--out", str(out), "--no-wandb"])
+    assert result.exit_code == 2 and "--resume" in result.output
+
+
+@pytest.mark.timeout(900)
+def test_kill_9_and_resume_continues_the_same_run(tmp_path, tiny_model_dir):
+    path = _scenario(tmp_path, tiny_model_dir, PG.replace("iterations = 3", "iterations = 4"))
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "arena", "train", str(path), "--no-wandb", "--out"]
+    whole, broken = tmp_path / "whole", tmp_path / "broken"
+    done = subprocess.run(cmd + [str(whole)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    proc = subprocess.Popen(cmd + [str(broken)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    latest = broken / "checkpoints" / "latest.json"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if latest.is_file() and json.loads(latest.read_text())["iteration"] >= 2:
+            break
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (broken / "final").exists(), "the run should have been killed part-way"
+    done = subprocess.run(cmd + [str(broken), "--resume"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert _digest(broken / "final") == _digest(whole / "final")
+    rows = lambda d: [json.loads(line) for line in (d / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in rows(broken)] == [1, 2, 3, 4]
+    assert [r["loss"] for r in rows(broken)] == [r["loss"] for r in rows(whole)]
