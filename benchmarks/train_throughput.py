@@ -5,7 +5,10 @@ advantage per sequence and perform one update: forward, the GRPO-style loss
 on the completion tokens, backward, optimiser step. Rollout generation is
 left out on both sides (that is benchmarks/rollout.py's job), and so is the
 KL reference (beta = 0), so the figure is the update itself. Printed: trained
-(completion) tokens per second for each, and the ratio.
+(completion) tokens per second for each, and the ratio, with a plain
+transformers loop beside them as a control. TRL runs like for like: float32
+and no gradient checkpointing (its defaults, bf16 and checkpointing, make it
+about 10x slower on a CPU without bf16 units).
 
     python benchmarks/train_throughput.py [--batch 32] [--prompt 128] [--completion 64] [--steps 5]
 
@@ -47,6 +50,31 @@ def ours(path, ids, adv, prompt: int, steps: int, lr: float) -> float:
     return steps * trained / (time.perf_counter() - start)
 
 
+def plain(path, ids, adv, prompt: int, steps: int, lr: float) -> float:
+    """A control: the same update written directly against transformers (no framework on top)."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(path)
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    trained = ids.shape[0] * (ids.shape[1] - prompt)
+
+    def update() -> None:
+        optimizer.zero_grad()
+        logits = model(input_ids=ids).logits[:, prompt - 1:-1].float()
+        logps = torch.log_softmax(logits, -1).gather(-1, ids[:, prompt:, None]).squeeze(-1)
+        loss = -(adv[:, None] * logps).mean()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+
+    update()  # warm-up
+    start = time.perf_counter()
+    for _ in range(steps):
+        update()
+    return steps * trained / (time.perf_counter() - start)
+
+
 def trl(path, ids, adv, prompt: int, steps: int, lr: float) -> float | None:
     try:
         from datasets import Dataset
@@ -59,11 +87,16 @@ def trl(path, ids, adv, prompt: int, steps: int, lr: float) -> float | None:
     n = ids.shape[0]
     with tempfile.TemporaryDirectory() as tmp:
         config = GRPOConfig(output_dir=tmp, beta=0.0, learning_rate=lr, per_device_train_batch_size=n,
-                            num_generations=n, max_completion_length=ids.shape[1] - prompt, report_to=[],
-                            use_cpu=True, logging_strategy="no", save_strategy="no")
+                            num_generations=n, loss_type="grpo", report_to=[],
+                            max_completion_length=ids.shape[1] - prompt,
+                            use_cpu=True, logging_strategy="no", save_strategy="no",
+                            # like for like with ours: float32 (TRL defaults to bf16, slow on CPUs without
+                            # bf16 units) and no activation recomputation (TRL defaults to checkpointing)
+                            bf16=False, gradient_checkpointing=False)
         data = Dataset.from_list([{"prompt": "x"} for _ in range(n)])
         trainer = GRPOTrainer(model=model, reward_funcs=lambda completions, **k: [0.0] * len(completions),
                               args=config, train_dataset=data, processing_class=tokenizer)
+        trainer.current_gradient_accumulation_steps = 1  # set by Trainer.train(); we call the loss directly
         optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
         inputs = {
             "prompt_ids": ids[:, :prompt], "prompt_mask": torch.ones(n, prompt, dtype=torch.long),
@@ -105,6 +138,8 @@ def main() -> None:
           f"torch threads {torch.get_num_threads()}")
     mine = ours(path, ids, adv, args.prompt, args.steps, 1e-5)
     print(f"ours (arena.train)        {mine:>10,.0f} trained tokens/s")
+    control = plain(path, ids, adv, args.prompt, args.steps, 1e-5)
+    print(f"plain transformers loop   {control:>10,.0f} trained tokens/s   (control: no framework)")
     theirs = trl(path, ids, adv, args.prompt, args.steps, 1e-5)
     if theirs is None:
         print("TRL is not installed: no side-by-side figure (pip install trl)")

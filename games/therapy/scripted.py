@@ -161,7 +161,14 @@ def _names_treatment(plan: str, treatment: str) -> bool:
 
 
 class ScriptedTherapist(Player):
-    """Explores area by area, diagnoses the best-fitting category and proposes its treatments."""
+    """Explores area by area, diagnoses the best-fitting category and proposes its treatments.
+
+    Now and then (``cautious_first_plan`` of the time) it starts with one treatment and adds the
+    next once the patient's rating shows the plan is not enough, as a careful clinician might; so its
+    transcripts also show how to revise a plan.
+    """
+
+    cautious_first_plan = 0.3
 
     ORDER = ("mood", "sleep", "thoughts", "body", "behaviour", "social", "energy", "cognition", "appetite",
              "trauma", "substance")
@@ -178,7 +185,7 @@ class ScriptedTherapist(Player):
         text = str(observation["text"])
         names = [s["name"] for s in taxonomy().symptoms.values()]
         for line in text.splitlines():
-            if line.startswith("Patient:") or line.startswith("The patient rated"):
+            if line.startswith("Patient:"):  # not the rating lines: treatment names are no symptoms
                 for name, affirmed in decoding.mentions(line, names).items():
                     if affirmed and name not in self.found:
                         self.found.append(name)
@@ -214,7 +221,8 @@ class ScriptedTherapist(Player):
 
     def _diagnose(self) -> tuple[str, list[str]]:
         best = self._scores()[0][1]
-        return best["name"], [t["name"] for t in best["treatments"][:2]]
+        size = 1 if self.rng.random() < self.cautious_first_plan else 2
+        return best["name"], [t["name"] for t in best["treatments"][:size]]
 
     def _revise(self, rating: int) -> list[str]:
         ranked = self._scores()
