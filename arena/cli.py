@@ -11,7 +11,9 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -175,6 +177,17 @@ def _progress(total: int, description: str) -> Progress:
     )
 
 
+def _episode_ticker(progress: Progress, task) -> Callable[[Any, Any], None]:
+    """An ``on_episode`` callback that advances the bar with episodes/s, legal-move rate and failures."""
+    started = time.perf_counter()
+
+    def on_episode(episode, stats) -> None:
+        rate = stats.episodes / max(time.perf_counter() - started, 1e-9)
+        progress.update(task, advance=1, rate=f"{rate:.2f}", legal=f"{stats.legal_rate:.1%}", failed=stats.failed)
+
+    return on_episode
+
+
 def _summary_table(summary: dict) -> Table:
     table = Table(title="Summary", show_header=True)
     table.add_column("what")
@@ -215,12 +228,7 @@ def selfplay_command(
                                 f"→ {scenario.out}"), highlight=False)
     with _progress(scenario.run.episodes, "self-play") as progress:
         task = progress.add_task("self-play", total=scenario.run.episodes, rate="-", legal="-", failed=0)
-        started = time.perf_counter()
-
-        def on_episode(episode, stats) -> None:
-            rate = stats.episodes / max(time.perf_counter() - started, 1e-9)
-            progress.update(task, advance=1, rate=f"{rate:.2f}", legal=f"{stats.legal_rate:.1%}",
-                            failed=stats.failed)
+        on_episode = _episode_ticker(progress, task)
 
         try:
             from arena.store import EpisodeStore
@@ -315,12 +323,7 @@ def tournament_command(
 
         if (t.out / EpisodeStore.FILE).is_file():
             progress.update(task, completed=min(total, len(EpisodeStore(t.out).ids())))
-        started = time.perf_counter()
-
-        def on_episode(episode, stats) -> None:
-            rate = stats.episodes / max(time.perf_counter() - started, 1e-9)
-            progress.update(task, advance=1, rate=f"{rate:.2f}", legal=f"{stats.legal_rate:.1%}",
-                            failed=stats.failed)
+        on_episode = _episode_ticker(progress, task)
 
         try:
             result = run_tournament(t, on_episode)

@@ -8,7 +8,7 @@ uninterrupted run (see :mod:`arena.batched` for how).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +16,7 @@ import agents
 import games
 from agents.base import Policy
 from agents.sampling import SamplingConfig
-from arena.batched import BatchedRollout, RolloutStats, make_plans
+from arena.batched import BatchedRollout, EpisodePlan, RolloutStats, make_plans
 from arena.episode import SCHEMA_VERSION, Episode
 from arena.scenario import SelfPlayScenario
 from arena.store import EpisodeStore
@@ -85,6 +85,18 @@ def run_info(scenario: SelfPlayScenario) -> dict[str, Any]:
     }
 
 
+def play_into(store: EpisodeStore, rollout: BatchedRollout, plans: Sequence[EpisodePlan], done: set[str],
+              on_episode: Callable[[Episode, RolloutStats], None] | None = None) -> int:
+    """Play the plans not yet ``done``, appending each episode to the store as it ends; return how many."""
+    played = 0
+    for episode in rollout.run(plans, done=done):
+        store.append(episode)
+        played += 1
+        if on_episode is not None:
+            on_episode(episode, rollout.stats)
+    return played
+
+
 def run_selfplay(scenario: SelfPlayScenario, on_episode: Callable[[Episode, RolloutStats], None] | None = None,
                  policies: Mapping[str, Policy] | None = None) -> SelfPlayResult:
     """Play the scenario's episodes into its output directory, resuming what is stored there."""
@@ -99,13 +111,8 @@ def run_selfplay(scenario: SelfPlayScenario, on_episode: Callable[[Episode, Roll
         policies = load_policies(set(scenario.roles.values()), scenario.sampling, scenario.backend) if owned \
             else dict(policies)
         rollout = BatchedRollout(policies, scenario.run.concurrency, scenario.run.block or None)
-        played = 0
         try:
-            for episode in rollout.run(plans, done=done):
-                store.append(episode)
-                played += 1
-                if on_episode is not None:
-                    on_episode(episode, rollout.stats)
+            played = play_into(store, rollout, plans, done, on_episode)
         finally:
             if owned:
                 for policy in policies.values():

@@ -44,7 +44,7 @@ from arena.batched import BatchedRollout, EpisodePlan, RolloutStats, episode_see
 from arena.episode import SCHEMA_VERSION, Episode
 from arena.ratings import Outcome, bradley_terry
 from arena.scenario import ScenarioError, Section, load_plugins, read_toml
-from arena.selfplay import load_policies
+from arena.selfplay import load_policies, play_into
 from arena.store import EpisodeStore
 from games.options import OptionError, option
 
@@ -378,11 +378,7 @@ def run_tournament(t: Tournament, on_episode: Callable[[Episode, RolloutStats], 
                 pairings.append(list(pairs))
                 plans = tournament_plans(t, round_no, pairs)
                 all_plans += plans
-                for episode in rollout.run(plans, done=done):
-                    store.append(episode)
-                    played += 1
-                    if on_episode is not None:
-                        on_episode(episode, rollout.stats)
+                played += play_into(store, rollout, plans, done, on_episode)
         finally:
             if owned:
                 for policy in loaded.values():

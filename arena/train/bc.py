@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 
 from arena.scenario import Section
 from arena.store import read_episodes
@@ -64,13 +63,8 @@ def select(seqs, rule: str, top_fraction: float = 0.25) -> list:
 def run(session: TrainingSession, config: FilteredBCConfig, state: dict[str, Any] | None) -> None:
     state = state or {"optimizer": None}
     model = session.model
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, betas=(0.9, 0.95), weight_decay=0.0)
-    if state["optimizer"] is not None:
-        optimizer.load_state_dict(state["optimizer"])
-    if session.iteration == 0:
-        session.evaluate("before")
+    optimizer = session.start(config.learning_rate, state)
     stored = [e for path in session.scenario.data for e in read_episodes(path)]
-    every = session.scenario.eval.every
     for round_no in range(session.iteration + 1, config.rounds + 1):
         session.iteration = round_no
         episodes = stored or session.play(session.plans(round_no, config.episodes_per_round))
@@ -90,9 +84,5 @@ def run(session: TrainingSession, config: FilteredBCConfig, state: dict[str, Any
         if episodes and not stored:
             metrics.update(_episode_metrics(session, episodes))
         session.log_metrics(metrics)
-        if every and round_no % every == 0 and round_no < config.rounds:
-            session.evaluate("during")
-        if round_no % session.scenario.run.checkpoint_every == 0 or round_no == config.rounds:
-            state["optimizer"] = optimizer.state_dict()
-            session.save_checkpoint(state)
+        session.end_iteration(config.rounds, optimizer, state)
     session.evaluate("after")

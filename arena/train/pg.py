@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 
 from arena.scenario import Section
 from arena.selfplay import summarise
@@ -61,12 +60,7 @@ def turn_values(seqs, gamma: float) -> list[list[float]]:
 def run(session: TrainingSession, config: PGConfig, state: dict[str, Any] | None) -> None:
     state = state or {"baselines": {}, "optimizer": None, "first": None}
     model = session.model
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, betas=(0.9, 0.95), weight_decay=0.0)
-    if state["optimizer"] is not None:
-        optimizer.load_state_dict(state["optimizer"])
-    if session.iteration == 0:
-        session.evaluate("before")
-    every = session.scenario.eval.every
+    optimizer = session.start(config.learning_rate, state)
     for iteration in range(session.iteration + 1, config.iterations + 1):
         session.iteration = iteration
         episodes = session.play(session.plans(iteration, config.groups, config.group_size))
@@ -83,11 +77,7 @@ def run(session: TrainingSession, config: PGConfig, state: dict[str, Any] | None
         state["first"] = state["first"] or metrics
         metrics["warnings"] = collapse_warnings(metrics, state["first"])
         session.log_metrics(metrics)
-        if every and iteration % every == 0 and iteration < config.iterations:
-            session.evaluate("during")
-        if iteration % session.scenario.run.checkpoint_every == 0 or iteration == config.iterations:
-            state["optimizer"] = optimizer.state_dict()
-            session.save_checkpoint(state)
+        session.end_iteration(config.iterations, optimizer, state)
     session.evaluate("after")
 
 

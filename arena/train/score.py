@@ -26,8 +26,6 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-
 from arena.scenario import Section
 from arena.train.model import pg_loss
 from arena.train.optim import collapse_warnings, gradient_step, group_advantages
@@ -74,13 +72,8 @@ def attempt_values(rewards: list[float], stage: int, alpha: float) -> list[float
 def run(session: TrainingSession, config: SCoReConfig, state: dict[str, Any] | None) -> None:
     state = state or {"optimizer": None, "first": None}
     model = session.model
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, betas=(0.9, 0.95), weight_decay=0.0)
-    if state["optimizer"] is not None:
-        optimizer.load_state_dict(state["optimizer"])
-    if session.iteration == 0:
-        session.evaluate("before")
+    optimizer = session.start(config.learning_rate, state)
     total = config.stage1_iterations + config.stage2_iterations
-    every = session.scenario.eval.every
     for iteration in range(session.iteration + 1, total + 1):
         session.iteration = iteration
         stage = 1 if iteration <= config.stage1_iterations else 2
@@ -100,9 +93,5 @@ def run(session: TrainingSession, config: SCoReConfig, state: dict[str, Any] | N
         state["first"] = state["first"] or metrics
         metrics["warnings"] = collapse_warnings(metrics, state["first"])
         session.log_metrics(metrics)
-        if every and iteration % every == 0 and iteration < total:
-            session.evaluate("during")
-        if iteration % session.scenario.run.checkpoint_every == 0 or iteration == total:
-            state["optimizer"] = optimizer.state_dict()
-            session.save_checkpoint(state)
+        session.end_iteration(total, optimizer, state)
     session.evaluate("after")

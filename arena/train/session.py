@@ -196,6 +196,27 @@ class TrainingSession:
                 if line.strip() and line.endswith("}") and json.loads(line)["iteration"] <= last_iteration]
         _atomic_write(path, "".join(line + "\n" for line in keep))
 
+    # ------------------------------------------------------------------ the algorithms' loop
+    def start(self, learning_rate: float, state: dict[str, Any]) -> torch.optim.Optimizer:
+        """The optimizer (its state restored on resume); on a fresh run, the "before" evaluation."""
+        optimizer = torch.optim.AdamW(self.model.parameters(), lr=learning_rate, betas=(0.9, 0.95),
+                                      weight_decay=0.0)
+        if state.get("optimizer") is not None:
+            optimizer.load_state_dict(state["optimizer"])
+        if self.iteration == 0:
+            self.evaluate("before")
+        return optimizer
+
+    def end_iteration(self, total: int, optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+        """After an iteration: evaluate every ``[eval] every`` iterations, checkpoint every
+        ``[run] checkpoint_every`` and at the last one."""
+        every = self.scenario.eval.every
+        if every and self.iteration % every == 0 and self.iteration < total:
+            self.evaluate("during")
+        if self.iteration % self.scenario.run.checkpoint_every == 0 or self.iteration == total:
+            state["optimizer"] = optimizer.state_dict()
+            self.save_checkpoint(state)
+
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self, state: dict[str, Any]) -> Path:
         folder = self.out / "checkpoints" / f"iter-{self.iteration:05d}"
