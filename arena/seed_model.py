@@ -334,6 +334,13 @@ def evaluate_model(path: str | Path, section: EvalSection, seats=EVAL_SEATS) -> 
     return rows
 
 
+def _data_lines(data: dict[str, Any]) -> list[str]:
+    if not data.get("mixes"):
+        return [f"- {game}: {n} episodes (spread over the game's variants)" for game, n in data["episodes"].items()]
+    return [f"- {m['game']} {json.dumps(m.get('options') or {})}: {m.get('episodes', 0)} episodes"
+            for m in data["mixes"]]
+
+
 def model_card(report: dict[str, Any]) -> str:
     """The seed model's README: data, size, how to rebuild it, and its measured scores."""
     s = report["scenario"]
@@ -352,8 +359,11 @@ def model_card(report: dict[str, Any]) -> str:
         "",
         "## Data",
         "",
-        f"Transcripts of the games' scripted players: {json.dumps(s['data']['episodes'])} episodes",
-        f"(spread over each game's variants; {s['data']['random_opponents']:.0%} with one random opponent),",
+        "Transcripts of the games' scripted players"
+        f" ({s['data']['random_opponents']:.0%} of the episodes with one random opponent):",
+        "",
+        *_data_lines(s["data"]),
+        "",
         f"giving {report['conversations']} role conversations, {report['train_tokens']:,} tokens of which",
         f"{report['assistant_tokens']:,} are trained on (what the role wrote). {report['dropped_too_long']}",
         "conversations longer than the context were left out.",
