@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 import agents
@@ -94,6 +95,29 @@ def test_score_and_self_play_roles(tmp_path, tiny_model_dir):
     result = train(load_train_scenario(selfplay, out=str(tmp_path / "selfplay")), wandb=False)
     assert set(json.loads(Path(result["out"], "eval.json").read_text())["after"]["seats"]) == {"player_0",
                                                                                                 "player_1"}
+
+
+def test_lora_trains_adapters_only_and_saves_a_plain_model(tmp_path, tiny_model_dir):
+    pytest.importorskip("peft", reason="LoRA needs peft (the `lora` or `dev` extra)")
+    from safetensors.torch import load_file
+
+    path = _scenario(tmp_path, tiny_model_dir, PG.replace("iterations = 3", "iterations = 2"))
+    path.write_text(path.read_text().replace(f'init = "hf:{tiny_model_dir}"',
+                                             f'init = "hf:{tiny_model_dir}"\nlora = {{ r = 4, alpha = 8 }}'))
+    scenario = load_train_scenario(path, out=str(tmp_path / "lora"))
+    assert scenario.lora is not None and scenario.lora.r == 4
+    result = train(scenario, wandb=False)
+    out = Path(result["out"])
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in rows] == [1, 2] and all(r["kl"] >= -1e-6 for r in rows)
+    final = load_file(out / "final" / "model.safetensors")
+    base = load_file(Path(tiny_model_dir) / "model.safetensors")
+    assert not any("lora" in k for k in final), "adapters are merged into a plain model"
+    assert set(final) == set(base)
+    moved = [k for k in base if not torch.equal(base[k], final[k])]
+    assert moved and all(any(m in k for m in ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
+                                               "down_proj")) for k in moved), moved
+    assert agents.load(f"hf:{out / 'final'}").tokenizer.chat_template
 
 
 def test_attempt_values_follow_score_stages():
