@@ -9,7 +9,7 @@ Digits are split one per token, which small models need for arithmetic.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 __all__ = ["CHAT_TEMPLATE", "SPECIAL_TOKENS", "build_tokenizer", "conversation_ids", "conversation_tokens"]
@@ -48,15 +48,18 @@ def build_tokenizer(texts: Iterable[str], vocab_size: int = 2048) -> Any:
     return tokenizer
 
 
-def conversation_ids(tokenizer: Any, messages: Sequence[dict[str, str]]) -> tuple[list[int], list[int]]:
-    """Token ids of a whole conversation and a 0/1 mask of the tokens the assistant wrote (with their <|end|>)."""
+def conversation_ids(tokenizer: Any, messages: Sequence[Mapping[str, Any]]) -> tuple[list[int], list[int]]:
+    """Token ids of a whole conversation and a 0/1 mask of the tokens the assistant wrote (with their <|end|>).
+
+    An assistant message with ``"train": False`` stays in the context but out of the mask.
+    """
     end = tokenizer.convert_tokens_to_ids("<|end|>")
     ids: list[int] = []
     mask: list[int] = []
     for message in messages:
         role = tokenizer.convert_tokens_to_ids(f"<|{message['role']}|>")
         body = tokenizer(message["content"], add_special_tokens=False)["input_ids"]
-        mine = int(message["role"] == "assistant")
+        mine = int(message["role"] == "assistant" and message.get("train", True))
         ids += [role, *body, end]
         mask += [0] + [mine] * (len(body) + 1)
     return ids, mask

@@ -5,6 +5,9 @@
 1. Data: the scripted players of every built-in game (each variant) play
    episodes, some against random opponents so the model sees odd partners;
    every scripted role's whole conversation becomes one training sequence.
+   Now and then a scripted role "slips" (plays a random move instead); the
+   slip is never imitated, but what the role does next is, so the model
+   learns to recover when the game rejects a move.
 2. Tokenizer: byte-level BPE trained on those conversations (digits split).
 3. Model: a LlamaConfig-style decoder trained by next-token prediction on
    the tokens each role wrote (prompts and other roles are masked out).
@@ -17,12 +20,14 @@ same model.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
 import random
 import time
-from collections.abc import Callable
+import zlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,9 +36,11 @@ import numpy as np
 import torch
 
 import games
+from agents.base import Completion, Policy, TurnRequest
 from agents.chat_format import build_tokenizer, conversation_ids
 from agents.rule_based import RandomPolicy, ScriptedPolicy
 from arena.batched import BatchedRollout, make_plans
+from arena.episode import Episode
 from arena.scenario import ScenarioError, Section, read_toml
 from games.options import Config, option
 
@@ -49,6 +56,8 @@ class DataSection(Section):
     mixes: tuple[Any, ...] = option((), "instead of `episodes`: a list of { game, options, episodes } tables, to "
                                         "choose exactly which option sets the data covers")
     random_opponents: float = option(0.15, "share of episodes where one other role plays randomly", min=0, max=1)
+    slips: float = option(0.0, "share of a scripted role's turns replaced by a random move that is not learned "
+                               "from (the recovery after it is)", min=0, max=0.5)
     seed: int = option(0, "seed of the episodes", min=0)
 
     def sources(self) -> list[tuple[str, dict[str, Any], int]]:
@@ -127,10 +136,83 @@ def load_seed_scenario(path: str | Path) -> SeedModelScenario:
 
 
 # ----------------------------------------------------------------------- data
+class SlippingScripted(Policy):
+    """The scripted players, except that ``rate`` of their turns are slips.
+
+    A slip is what a sampling model does now and then: half of them are the game's random move,
+    half the scripted move broken (its first line dropped, or a one-line move cut in half), which
+    the game usually rejects. At the role's next turn the scripted player is shown the slipped
+    turn's observation again, followed by the new one, so it answers what was asked (a rejection
+    asks again).
+    ``slipped`` holds (episode id, turn index) of every slip, for the data to leave out of the loss.
+    Slips are drawn from the episode seed and the turn, so batching does not change them.
+    """
+
+    batch_invariant = True
+
+    def __init__(self, rate: float, spec: str = "scripted"):
+        super().__init__(spec)
+        self.rate = rate
+        self.scripted, self.random = ScriptedPolicy(), RandomPolicy()
+        self.slipped: set[tuple[str, int]] = set()
+        self._missed: dict[tuple[str, str], str] = {}
+
+    def _slip(self, request: TurnRequest) -> str:
+        """"" (no slip), "random" or "broken"."""
+        if not self.rate:
+            return ""
+        key = [request.episode_seed % 2**63, request.turn, zlib.crc32(request.role.encode("utf-8"))]
+        roll = np.random.default_rng(key).random(2)
+        return "" if roll[0] >= self.rate else ("random" if roll[1] < 0.5 else "broken")
+
+    @staticmethod
+    def _break(text: str) -> str:
+        lines = text.splitlines()
+        return "\n".join(lines[1:]) if len(lines) > 1 else text[: len(text) // 2]
+
+    def generate(self, requests: Sequence[TurnRequest]) -> list[Completion]:
+        out = []
+        for request in requests:
+            key = (request.episode, request.role)
+            missed = self._missed.pop(key, None)
+            if missed is not None:
+                observation = {**request.observation, "text": f"{missed}\n{request.observation['text']}"}
+                request = dataclasses.replace(request, observation=observation)
+            slip = self._slip(request)
+            if not slip:
+                out += self.scripted.generate([request])
+                continue
+            self.slipped.add((request.episode, request.turn))
+            self._missed[key] = str(request.observation["text"])
+            if slip == "random":
+                out += self.random.generate([request])
+            else:
+                [done] = self.scripted.generate([request])
+                out.append(dataclasses.replace(done, text=self._break(done.text)) if not done.error else done)
+        return out
+
+    def end_episode(self, episode: str) -> None:
+        self.scripted.end_episode(episode)
+        self.random.end_episode(episode)
+        for key in [k for k in self._missed if k[0] == episode]:
+            del self._missed[key]
+
+
+def _training_conversation(episode: Episode, role: str, slipped: set[tuple[str, int]]) -> list[dict[str, Any]]:
+    """One role's chat; its slips and any move the game rejected are marked ``train: False``."""
+    messages: list[dict[str, Any]] = [{"role": "system", "content": episode.briefs.get(role, "")}]
+    for t in episode.turns:
+        if t.role == role:
+            learn = t.legal and (episode.id, t.index) not in slipped
+            messages += [{"role": "user", "content": t.observation},
+                         {"role": "assistant", "content": t.text, "train": learn}]
+    return messages
+
+
 def make_transcripts(section: DataSection, progress: Callable[[str, int, int], None] | None = None
                      ) -> list[list[dict[str, str]]]:
-    """Conversations of scripted roles, over every game and variant."""
-    scripted, randomer = ScriptedPolicy(), RandomPolicy()
+    """Conversations of scripted roles, over every game and variant (slips marked ``train: False``)."""
+    scripted, randomer = SlippingScripted(section.slips), RandomPolicy()
     conversations: list[list[dict[str, str]]] = []
     rng = np.random.default_rng(section.seed)
     for v, (game_id, options, n) in enumerate(section.sources()):
@@ -146,7 +228,7 @@ def make_transcripts(section: DataSection, progress: Callable[[str, int, int], N
         for k, episode in enumerate(rollout.run(plans), 1):
             for role, agent in episode.roles.items():
                 if agent == "scripted" and any(t.role == role for t in episode.turns):
-                    conversations.append(episode.conversation(role))
+                    conversations.append(_training_conversation(episode, role, scripted.slipped))
             if progress is not None and k % 100 == 0:
                 progress(f"{game_id} #{v}", k, n)
     return conversations
@@ -360,7 +442,9 @@ def model_card(report: dict[str, Any]) -> str:
         "## Data",
         "",
         "Transcripts of the games' scripted players"
-        f" ({s['data']['random_opponents']:.0%} of the episodes with one random opponent):",
+        f" ({s['data']['random_opponents']:.0%} of the episodes with one random opponent;"
+        f" {s['data'].get('slips', 0.0):.0%} of the scripted moves replaced by slips, left out of the loss, so that"
+        " the model learns to recover when a move is rejected):",
         "",
         *_data_lines(s["data"]),
         "",

@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 import agents
+import games
 from agents.sampling import SamplingConfig
 from agents.seed import SEED_MODEL_DIR
 from arena.batched import BatchedRollout, make_plans
@@ -86,6 +87,35 @@ def test_seed_model_command_builds_reproducibly(tmp_path):
     assert "| negotiation-v0 |" in card and "therapy-v0" in card
     policy = agents.load(f"hf:{tmp_path / 'a'}")
     assert policy.tokenizer.chat_template
+
+
+def test_slips_are_left_out_of_the_loss_and_the_scripted_player_recovers():
+    """A slipped move never reaches the loss; the move after it (often after a rejection) does, and is legal."""
+    from agents.chat_format import build_tokenizer, conversation_ids
+    from arena.seed_model import DataSection, SlippingScripted, make_transcripts
+
+    for game, options in (("therapy-v0", {}), ("negotiation-v0", {}), ("refine-v0", {"tasks": "arithmetic"})):
+        env = games.make(game, **options)
+        policy = SlippingScripted(0.3)
+        plans = make_plans(game, {r: "scripted" for r in env.roles}, 12, seed=3, options=options)
+        episodes = list(BatchedRollout({"scripted": policy}, concurrency=4).run(plans))
+        slips = [t for e in episodes for t in e.turns if (e.id, t.index) in policy.slipped]
+        plain = [t for e in episodes for t in e.turns if (e.id, t.index) not in policy.slipped]
+        assert slips and all(t.legal for t in plain), game
+        # the same slips however the episodes are batched
+        again = SlippingScripted(0.3)
+        list(BatchedRollout({"scripted": again}, concurrency=1).run(plans))
+        assert again.slipped == policy.slipped
+    section = DataSection(mixes=({"game": "therapy-v0", "options": {}, "episodes": 6},), slips=0.3)
+    conversations = make_transcripts(section)
+    kept_out = [(c, i) for c in conversations for i, m in enumerate(c) if m.get("train") is False]
+    assert kept_out and all(c[i]["role"] == "assistant" for c, i in kept_out)
+    tokenizer = build_tokenizer((m["content"] for c in conversations for m in c), 320)
+    conversation, i = next((c, i) for c, i in kept_out if i + 2 < len(c) and c[i + 2].get("train", True))
+    ids, mask = conversation_ids(tokenizer, conversation)
+    cut = len(conversation_ids(tokenizer, conversation[:i])[0])
+    slip_length = len(conversation_ids(tokenizer, conversation[: i + 1])[0]) - cut
+    assert sum(mask[cut:cut + slip_length]) == 0 and sum(mask[cut + slip_length:]) > 0
 
 
 def test_bad_seed_model_scenario(tmp_path):

@@ -1,0 +1,79 @@
+"""``arena tournament`` and ``arena report``: ratings with confidence intervals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.text import Text
+
+from arena.cli import USER_ERRORS, CliError, _episode_ticker, _fail, _progress, app, console
+
+
+@app.command("tournament")
+def tournament_command(
+    scenario_path: Path = typer.Argument(..., metavar="SCENARIO.toml", help="A tournament scenario file."),
+    out: str | None = typer.Option(None, "--out", "-o", help="Output directory (overrides [run])."),
+) -> None:
+    """Play a tournament (or resume it) and write its leaderboard, ratings.json and plots."""
+    from arena import leaderboard
+    from arena.tournament import load_tournament, run_tournament, total_episodes
+
+    try:
+        t = load_tournament(scenario_path, out)
+    except (CliError, *USER_ERRORS) as err:
+        _fail(str(err))
+        return
+    total = total_episodes(t)
+    console.print(Text.assemble(("tournament ", "bold"), f"{len(t.agents)} agents · "
+                                f"{', '.join(g.key for g in t.games)} · {t.schedule.kind} · {total} episodes "
+                                f"→ {t.out}"), highlight=False)
+    with _progress(total, "tournament") as progress:
+        task = progress.add_task("tournament", total=total, rate="-", legal="-", failed=0)
+        from arena.store import EpisodeStore
+
+        if (t.out / EpisodeStore.FILE).is_file():
+            progress.update(task, completed=min(total, len(EpisodeStore(t.out).ids())))
+        on_episode = _episode_ticker(progress, task)
+
+        try:
+            result = run_tournament(t, on_episode)
+        except (CliError, *USER_ERRORS, RuntimeError) as err:
+            _fail(str(err))
+            return
+    data = leaderboard.build(t, result.tally)
+    written = leaderboard.write(data, t.out)
+    _show_leaderboard(data)
+    console.print("wrote " + ", ".join(str(p) for p in written), highlight=False)
+
+
+def _show_leaderboard(data: dict) -> None:
+    from arena import leaderboard
+
+    console.print(leaderboard.terminal_table(data, "Leaderboard (all games)"))
+    for key, game in data["by_game"].items():
+        console.print(leaderboard.terminal_table(game, f"{key} · {game['mode']}"))
+        console.print(Text(f"  {game['note']}", style="dim"))
+    if data["cycles"]:
+        console.print("non-transitive cycles: " + "; ".join(" > ".join(c + [c[0]]) for c in data["cycles"]))
+
+
+@app.command("report")
+def report_command(
+    directory: Path = typer.Argument(..., help="A tournament output directory."),
+) -> None:
+    """Redraw a tournament's leaderboard and plots from its stored episodes."""
+    from arena import leaderboard
+    from arena.tournament import load_state, outcomes_from
+
+    try:
+        t, plans, pairings, episodes = load_state(directory)
+    except (CliError, *USER_ERRORS) as err:
+        _fail(str(err))
+        return
+    data = leaderboard.build(t, outcomes_from(t, plans, pairings, episodes))
+    written = leaderboard.write(data, directory)
+    _show_leaderboard(data)
+    console.print("wrote " + ", ".join(str(p) for p in written), highlight=False)
+
+

@@ -1,0 +1,68 @@
+"""``arena selfplay``: many episodes at once into one store, resumable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from arena.cli import USER_ERRORS, CliError, _episode_ticker, _fail, _progress, app, console
+
+
+def _summary_table(summary: dict) -> Table:
+    table = Table(title="Summary", show_header=True)
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    table.add_row("episodes", str(summary["episodes"]))
+    table.add_row("failed", str(summary["failed"]))
+    table.add_row("legal-move rate", f"{summary['legal_rate']:.3f}")
+    for role, rate in summary.get("legal_rate_by_role", {}).items():
+        table.add_row(f"legal-move rate · {role}", f"{rate:.3f}")
+    for role, score in summary.get("mean_scores", {}).items():
+        table.add_row(f"mean score · {role}", f"{score:.3f}")
+    for name, value in summary.get("metrics", {}).items():
+        table.add_row(name, f"{value:.3f}")
+    return table
+
+
+@app.command("selfplay")
+def selfplay_command(
+    scenario_path: Path = typer.Argument(..., metavar="SCENARIO.toml", help="A self-play scenario file."),
+    episodes: int | None = typer.Option(None, "--episodes", "-n", help="Episodes to play (overrides [run])."),
+    concurrency: int | None = typer.Option(None, "--concurrency", "-c", help="Episodes at once (overrides [run])."),
+    out: str | None = typer.Option(None, "--out", "-o", help="Output directory (overrides [run])."),
+    seed: int | None = typer.Option(None, "--seed", "-s", help="Run seed (overrides [run])."),
+) -> None:
+    """Play many episodes at once into OUT/episodes.jsonl; run it again to resume."""
+    from arena.scenario import load_selfplay
+    from arena.selfplay import run_selfplay
+
+    try:
+        scenario = load_selfplay(scenario_path, {"episodes": episodes, "concurrency": concurrency,
+                                                 "out": out, "seed": seed})
+    except (CliError, *USER_ERRORS) as err:
+        _fail(str(err))
+        return
+    roles = ", ".join(f"{r}={s}" for r, s in scenario.roles.items())
+    console.print(Text.assemble(("self-play ", "bold"), f"{scenario.game.id} · {roles} · "
+                                f"{scenario.run.episodes} episodes · concurrency {scenario.run.concurrency} "
+                                f"→ {scenario.out}"), highlight=False)
+    with _progress(scenario.run.episodes, "self-play") as progress:
+        task = progress.add_task("self-play", total=scenario.run.episodes, rate="-", legal="-", failed=0)
+        on_episode = _episode_ticker(progress, task)
+
+        try:
+            from arena.store import EpisodeStore
+
+            stored = len(EpisodeStore(scenario.out).ids()) if (scenario.out / EpisodeStore.FILE).is_file() else 0
+            progress.update(task, completed=min(stored, scenario.run.episodes))
+            result = run_selfplay(scenario, on_episode)
+        except (CliError, *USER_ERRORS, RuntimeError) as err:
+            _fail(str(err))
+            return
+    console.print(_summary_table(result.summary))
+    console.print(f"episodes: {result.out} ({result.played} played now, {result.total} stored)", highlight=False)
+
+

@@ -1,0 +1,145 @@
+"""``arena train``, ``arena run`` (the whole loop) and ``arena seed-model``."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+from arena.cli import USER_ERRORS, _fail, app, console, err_console
+from arena.cli.rating import _show_leaderboard
+
+
+@app.command("train")
+def train_command(
+    scenario_path: Path = typer.Argument(..., metavar="SCENARIO.toml", help="A training scenario file."),
+    out: str | None = typer.Option(None, "--out", "-o", help="Output directory (overrides [run])."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run stored in the output directory."),
+    no_wandb: bool = typer.Option(False, "--no-wandb", help="Do not log to Weights & Biases."),
+) -> None:
+    """Train an agent from its own episodes (filtered behaviour cloning, policy gradient, SCoRe)."""
+    from arena.train.algorithms import train
+    from arena.train.scenario import load_train_scenario
+    from arena.train.session import TrainError
+
+    try:
+        scenario = load_train_scenario(scenario_path, out)
+    except USER_ERRORS as err:
+        _fail(str(err))
+        return
+    console.print(Text.assemble(("train ", "bold"), f"{scenario.algorithm} · {scenario.game} · "
+                                f"{', '.join(scenario.trained_roles)} from {scenario.init} → {scenario.out}"),
+                  highlight=False)
+
+    def report(event: str, info: dict) -> None:
+        if event == "iteration":
+            parts = [f"it {info['iteration']:>4}", f"{info['minutes']:5.1f} min"]
+            for key in ("loss", "kl", "entropy", "legal_rate", "zero_variance_share"):
+                if isinstance(info.get(key), float):
+                    parts.append(f"{key} {info[key]:.3f}")
+            parts += [f"{k} {v:.3f}" for k, v in info.items() if k.startswith("score/")]
+            console.print(" · ".join(parts), highlight=False)
+            for warning in info.get("warnings", []):
+                err_console.print(Text(f"warning: {warning}", style="yellow"))
+        elif event == "eval":
+            for seat, row in info["seats"].items():
+                console.print(Text(f"eval ({info['label']}, it {info['iteration']}) {seat} vs {row['opponents']}: "
+                                   f"score {row['policy_score']:.3f}, legal {row['policy_legal_rate']:.1%}",
+                                   style="cyan"), highlight=False)
+
+    try:
+        result = train(scenario, resume=resume, wandb=not no_wandb, progress=report)
+    except (TrainError, *USER_ERRORS) as err:
+        _fail(str(err))
+        return
+    console.print(f"trained model: {result['final']} (use it as the agent hf:{result['final']})", highlight=False)
+
+
+@app.command("run")
+def run_command(
+    scenario_path: Path = typer.Argument(..., metavar="SCENARIO.toml", help="A pipeline scenario, e.g. "
+                                         "scenarios/quickstart.toml."),
+    out: str | None = typer.Option(None, "--out", "-o", help="Output directory (overrides the scenario)."),
+    wandb: bool = typer.Option(False, "--wandb", help="Log training to Weights & Biases (offline)."),
+) -> None:
+    """Self-play, training, a before/after tournament and a report, in one command."""
+    from arena.pipeline import run_pipeline
+    from arena.train.session import TrainError
+
+    started = time.perf_counter()
+
+    def say(step: str, info: dict) -> None:
+        if step == "train/iteration":
+            scores = " · ".join(f"{k} {v:.3f}" for k, v in info.items() if k.startswith("score/"))
+            console.print(f"  iteration {info['iteration']:>3} · {info['minutes']:.1f} min · {scores}", highlight=False)
+        elif step == "train/eval":
+            for seat, row in info["seats"].items():
+                console.print(Text(f"  held-out eval ({info['label']}) {seat}: score {row['policy_score']:.3f}",
+                                   style="cyan"), highlight=False)
+        elif "/" not in step:
+            console.rule(Text(f"{step} · {time.perf_counter() - started:.0f} s"))
+
+    try:
+        results = run_pipeline(scenario_path, out, wandb=wandb, say=say)
+    except (TrainError, *USER_ERRORS) as err:
+        _fail(str(err))
+        return
+    if "tournament" in results:
+        _show_leaderboard(results["tournament"])
+    console.print(f"report: {results['out']}/report.md · {(time.perf_counter() - started) / 60:.1f} minutes",
+                  highlight=False)
+
+
+@app.command("seed-model")
+def seed_model_command(
+    scenario_path: Path = typer.Argument(..., metavar="SCENARIO.toml", help="A seed-model scenario file."),
+    out: str | None = typer.Option(None, "--out", help="Where to save the model (overrides the scenario)."),
+    evaluate_only: bool = typer.Option(False, "--evaluate-only",
+                                       help="Only evaluate an already trained model and write its model card."),
+) -> None:
+    """Build the seed model from scratch: transcripts, tokenizer, training, evaluation, model card."""
+    from arena.seed_model import build_seed_model, finish_report, load_seed_scenario
+
+    try:
+        scenario = load_seed_scenario(scenario_path)
+    except USER_ERRORS as err:
+        _fail(str(err))
+        return
+    target = out or scenario.out
+    console.print(Text.assemble(("seed model ", "bold"), f"from {scenario_path} → {target}"), highlight=False)
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=err_console) as progress:
+        tasks: dict[str, int] = {}
+
+        def report(stage: str, info: dict) -> None:
+            if stage == "train":
+                if stage not in tasks:
+                    tasks[stage] = progress.add_task("training", total=info["of"], info="")
+                progress.update(tasks[stage], completed=info["step"],
+                                info=f"loss {info['loss']:.3f} · {info['tokens_per_s']:,.0f} tok/s")
+            elif stage == "data":
+                key = f"data {info['what']}"
+                if key not in tasks:
+                    tasks[key] = progress.add_task(key, total=info["of"], info="scripted episodes")
+                progress.update(tasks[key], completed=info["done"])
+            else:
+                progress.console.print(f"[dim]{stage} {info or ''}[/dim]", highlight=False)
+
+        if evaluate_only:
+            report_data = finish_report(target, scenario, report)
+        else:
+            report_data = build_seed_model(scenario, target, report)
+    console.print(f"saved to {target}: {report_data['parameters']:,} parameters, "
+                  f"final loss {report_data['final_loss']:.3f}; model card in {target}/README.md", highlight=False)
+    table = Table(title="Against scripted players")
+    for column in ("game", "model plays", "legal moves"):
+        table.add_column(column)
+    for row in report_data["evaluation"]:
+        table.add_row(row["game"] + (f" {row['options']}" if row["options"] else ""), ", ".join(row["model_plays"]),
+                      f"{row['model_legal_rate']:.1%}")
+    console.print(table)
+
