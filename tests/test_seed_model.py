@@ -4,7 +4,6 @@ import hashlib
 import json
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 import agents
@@ -27,9 +26,6 @@ def test_seed_model_is_shipped_small_and_documented():
     assert config["model_type"] == "llama"
 
 
-@pytest.mark.xfail(strict=True, reason="issue #5 is open: the shipped build measures 89.7% (negotiation, "
-                   "player_0) and 78.7% (therapy therapist) legal moves; the next build must reach 90% everywhere, "
-                   "and then this mark must go")
 def test_seed_model_measured_at_least_90_percent_legal_in_every_game():
     report = json.loads((SEED_MODEL_DIR / "build_report.json").read_text())
     rows = report["evaluation"]
