@@ -35,8 +35,8 @@ class DataSection(Section):
     mixes: tuple[Any, ...] = option((), "instead of `episodes`: a list of { game, options, episodes } tables, to "
                                         "choose exactly which option sets the data covers")
     random_opponents: float = option(0.15, "share of episodes where one other role plays randomly", min=0, max=1)
-    slips: float = option(0.0, "share of a scripted role's turns replaced by a random move that is not learned "
-                               "from (the recovery after it is)", min=0, max=0.5)
+    slips: float = option(0.0, "share of a scripted role's turns replaced by a random or broken move that is not "
+                               "learned from (the recovery after it is)", min=0, max=0.5)
     seed: int = option(0, "seed of the episodes", min=0)
 
     def sources(self) -> list[tuple[str, dict[str, Any], int]]:
@@ -54,7 +54,6 @@ class DataSection(Section):
             for v, options in enumerate(variants):
                 out.append((game_id, dict(options), int(count) // len(variants) + (v < int(count) % len(variants))))
         return out
-
 
 
 class SlippingScripted(Policy):
@@ -79,7 +78,7 @@ class SlippingScripted(Policy):
         self._missed: dict[tuple[str, str], str] = {}
 
     def _slip(self, request: TurnRequest) -> str:
-        """"" (no slip), "random" or "broken"."""
+        """Which slip this turn is: "" (none), "random" or "broken"."""
         if not self.rate:
             return ""
         key = [request.episode_seed % 2**63, request.turn, zlib.crc32(request.role.encode("utf-8"))]
@@ -121,20 +120,18 @@ class SlippingScripted(Policy):
 
 def _training_conversation(episode: Episode, role: str, slipped: set[tuple[str, int]]) -> list[dict[str, Any]]:
     """One role's chat; its slips and any move the game rejected are marked ``train: False``."""
-    messages: list[dict[str, Any]] = [{"role": "system", "content": episode.briefs.get(role, "")}]
-    for t in episode.turns:
-        if t.role == role:
-            learn = t.legal and (episode.id, t.index) not in slipped
-            messages += [{"role": "user", "content": t.observation},
-                         {"role": "assistant", "content": t.text, "train": learn}]
+    messages: list[dict[str, Any]] = episode.conversation(role)
+    replies = (m for m in messages if m["role"] == "assistant")
+    for turn, reply in zip((t for t in episode.turns if t.role == role), replies):
+        reply["train"] = turn.legal and (episode.id, turn.index) not in slipped
     return messages
 
 
 def make_transcripts(section: DataSection, progress: Callable[[str, int, int], None] | None = None
-                     ) -> list[list[dict[str, str]]]:
+                     ) -> list[list[dict[str, Any]]]:
     """Conversations of scripted roles, over every game and variant (slips marked ``train: False``)."""
     scripted, randomer = SlippingScripted(section.slips), RandomPolicy()
-    conversations: list[list[dict[str, str]]] = []
+    conversations: list[list[dict[str, Any]]] = []
     rng = np.random.default_rng(section.seed)
     for v, (game_id, options, n) in enumerate(section.sources()):
         env = games.make(game_id, **options)
