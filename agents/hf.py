@@ -10,6 +10,7 @@ training uses exactly the tokens the model produced.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from collections.abc import Sequence
@@ -104,6 +105,7 @@ class TransformersPolicy(Policy):
         self._warned_drift = False
         eos = tokenizer.eos_token_id
         self.end_ids = [int(eos)] if eos is not None else []
+        self._cache_key = _cache_keyword(model)
 
     def _stop_ids(self) -> set[int]:
         ids = set()
@@ -194,8 +196,8 @@ class TransformersPolicy(Policy):
         from transformers import DynamicCache
 
         cache = DynamicCache()
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
-                         use_cache=True)
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                         **{self._cache_key: cache})
         logits = out.logits[:, -1]
         active = list(range(n))  # batch row -> request index
         tokens_out: list[list[int]] = [[] for _ in range(n)]
@@ -222,6 +224,16 @@ class TransformersPolicy(Policy):
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
             positions = positions[:, -1:] + 1
             out = self.model(input_ids=tokens[:, None], attention_mask=mask, position_ids=positions,
-                             past_key_values=cache, use_cache=True)
+                             use_cache=True, **{self._cache_key: cache})
             logits = out.logits[:, -1]
         return [(tokens_out[i], logprobs_out[i], reasons[i]) for i in range(n)]
+
+
+def _cache_keyword(model: Any) -> str:
+    """The forward() keyword for the KV cache: ``cache`` in newer transformers, ``past_key_values`` before."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # a peft wrapper passes it on
+    try:
+        params = inspect.signature(base.forward).parameters
+    except (TypeError, ValueError):
+        return "past_key_values"
+    return "cache" if "cache" in params else "past_key_values"
