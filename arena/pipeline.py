@@ -32,7 +32,7 @@ from typing import Any
 
 from arena.scenario import ScenarioError, read_toml
 
-__all__ = ["run_pipeline", "load_pipeline"]
+__all__ = ["run_pipeline", "load_pipeline", "prepare_pipeline"]
 
 log = logging.getLogger(__name__)
 TRAINED = "TRAINED"
@@ -85,6 +85,50 @@ def load_pipeline(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def prepare_pipeline(path: str | Path, out: str | None = None, wandb: bool = False) -> tuple[Path, dict[str, Path]]:
+    """Write each step's scenario file under the output directory and check them all, before any step runs:
+    a mistake in the last step must not surface only after the first ones have spent their minutes."""
+    from arena.scenario import load_selfplay
+    from arena.tournament import load_tournament
+    from arena.train.scenario import load_train_scenario
+
+    path = Path(path)
+    data = load_pipeline(path)
+    root = Path(out or data.get("out") or Path("runs") / path.stem)
+    root.mkdir(parents=True, exist_ok=True)
+    files: dict[str, Path] = {}
+    if "selfplay" in data:
+        files["selfplay"] = root / "selfplay.toml"
+        files["selfplay"].write_text(_dump_toml(_merge(data["selfplay"], {"run": {"out": str(root / "selfplay")}})),
+                                     encoding="utf-8")
+        load_selfplay(files["selfplay"])
+    if "train" in data:
+        section = dict(data["train"])
+        base_file = (path.parent / section.pop("scenario")).resolve()
+        if not base_file.is_file():
+            raise ScenarioError(f"{path} [train]: training scenario not found: {base_file}")
+        spec = _merge(read_toml(base_file), section)
+        spec = _merge(spec, {"run": {"out": str(root / "train"), "wandb": "offline" if wandb else "disabled"}})
+        files["train"] = root / "train.toml"
+        files["train"].write_text(_dump_toml(spec), encoding="utf-8")
+        load_train_scenario(files["train"])
+    if "tournament" in data:
+        spec = dict(data["tournament"])
+        agents = {}
+        for name, agent in dict(spec.get("agents") or {}).items():
+            if agent == TRAINED:
+                if "train" not in data:
+                    raise ScenarioError(f"{path} [tournament]: {name} = \"TRAINED\" needs a [train] step")
+                agent = f"hf:{root / 'train' / 'final'}"
+            agents[name] = agent
+        spec["agents"] = agents
+        spec["run"] = {**dict(spec.get("run") or {}), "out": str(root / "tournament")}
+        files["tournament"] = root / "tournament.toml"
+        files["tournament"].write_text(_dump_toml(spec), encoding="utf-8")
+        load_tournament(files["tournament"])
+    return root, files
+
+
 def run_pipeline(path: str | Path, out: str | None = None, wandb: bool = False,
                  say: Callable[[str, dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Run the steps the scenario names, in order; return what each produced."""
@@ -95,32 +139,19 @@ def run_pipeline(path: str | Path, out: str | None = None, wandb: bool = False,
     from arena.train.algorithms import train
     from arena.train.scenario import load_train_scenario
 
-    path = Path(path)
-    data = load_pipeline(path)
-    root = Path(out or data.get("out") or Path("runs") / path.stem)
-    root.mkdir(parents=True, exist_ok=True)
+    root, files = prepare_pipeline(path, out, wandb)
     tell = say or (lambda step, info: None)
     results: dict[str, Any] = {"out": str(root), "minutes": {}}
-    trained: str | None = None
 
-    if "selfplay" in data:
+    if "selfplay" in files:
         started = time.perf_counter()
-        spec = _merge(data["selfplay"], {"run": {"out": str(root / "selfplay")}})
-        file = root / "selfplay.toml"
-        file.write_text(_dump_toml(spec), encoding="utf-8")
-        tell("selfplay", {"scenario": str(file)})
-        results["selfplay"] = run_selfplay(load_selfplay(file)).summary
+        tell("selfplay", {"scenario": str(files["selfplay"])})
+        results["selfplay"] = run_selfplay(load_selfplay(files["selfplay"])).summary
         results["minutes"]["selfplay"] = (time.perf_counter() - started) / 60
 
-    if "train" in data:
+    if "train" in files:
         started = time.perf_counter()
-        section = dict(data["train"])
-        base_file = (path.parent / section.pop("scenario")).resolve()
-        spec = _merge(read_toml(base_file), section)
-        spec = _merge(spec, {"run": {"out": str(root / "train"), "wandb": "offline" if wandb else "disabled"}})
-        file = root / "train.toml"
-        file.write_text(_dump_toml(spec), encoding="utf-8")
-        scenario = load_train_scenario(file)
+        scenario = load_train_scenario(files["train"])
         resume = (root / "train" / "train.json").is_file()
         if (root / "train" / "final" / "config.json").is_file():
             tell("train", {"skipped": "already trained", "out": str(root / "train")})
@@ -128,28 +159,15 @@ def run_pipeline(path: str | Path, out: str | None = None, wandb: bool = False,
             result = {"final": str(root / "train" / "final"), "before": evals.get("before"),
                       "after": evals.get("after")}
         else:
-            tell("train", {"scenario": str(file), "resume": resume})
+            tell("train", {"scenario": str(files["train"]), "resume": resume})
             result = train(scenario, resume=resume, wandb=wandb, progress=lambda e, i: tell(f"train/{e}", i))
-        trained = result["final"]
-        results["train"] = {"before": result["before"], "after": result["after"], "final": trained}
+        results["train"] = {"before": result["before"], "after": result["after"], "final": result["final"]}
         results["minutes"]["train"] = (time.perf_counter() - started) / 60
 
-    if "tournament" in data:
+    if "tournament" in files:
         started = time.perf_counter()
-        spec = dict(data["tournament"])
-        agents = {}
-        for name, agent in dict(spec.get("agents") or {}).items():
-            if agent == TRAINED:
-                if trained is None:
-                    raise ScenarioError(f"{path} [tournament]: {name} = \"TRAINED\" needs a [train] step")
-                agent = f"hf:{trained}"
-            agents[name] = agent
-        spec["agents"] = agents
-        spec["run"] = {**dict(spec.get("run") or {}), "out": str(root / "tournament")}
-        file = root / "tournament.toml"
-        file.write_text(_dump_toml(spec), encoding="utf-8")
-        t = load_tournament(file)
-        tell("tournament", {"scenario": str(file)})
+        t = load_tournament(files["tournament"])
+        tell("tournament", {"scenario": str(files["tournament"])})
         outcome = run_tournament(t)
         board = leaderboard.build(t, outcome.tally)
         leaderboard.write(board, t.out)

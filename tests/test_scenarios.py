@@ -1,0 +1,50 @@
+"""Every scenario shipped in scenarios/ loads with its command's loader: a renamed option cannot rot one."""
+
+from pathlib import Path
+
+import pytest
+
+from arena.pipeline import prepare_pipeline
+from arena.scenario import ScenarioError, load_selfplay
+from arena.seed_model import load_seed_scenario
+from arena.tournament import load_tournament
+from arena.train.scenario import load_train_scenario
+
+SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
+LOADERS = {"selfplay-": load_selfplay, "train-": load_train_scenario, "tournament": load_tournament,
+           "seed-model": load_seed_scenario}
+
+
+@pytest.mark.parametrize("path", sorted(SCENARIOS.glob("*.toml")), ids=lambda p: p.name)
+def test_shipped_scenario_loads(path, tmp_path):
+    if path.name == "quickstart.toml":
+        root, files = prepare_pipeline(path, out=str(tmp_path / "quick"))
+        assert set(files) == {"selfplay", "train", "tournament"} and all(f.is_file() for f in files.values())
+        return
+    loader = next((f for prefix, f in LOADERS.items() if path.name.startswith(prefix)), None)
+    assert loader is not None, f"no loader known for {path.name}: add its prefix to LOADERS"
+    loader(path)
+
+
+def test_pipeline_checks_every_step_before_running(tmp_path):
+    """A typo in the tournament fails at once, before self-play and training spend their minutes."""
+    train = tmp_path / "train.toml"
+    train.write_text((SCENARIOS / "train-refine-score.toml").read_text())
+    quick = tmp_path / "quick.toml"
+    quick.write_text(f"""
+[selfplay]
+game = {{ id = "refine-v0" }}
+agents = {{ solver = "scripted" }}
+[train]
+scenario = "{train}"
+[tournament]
+agents = {{ before = "seed", after = "TRAINED" }}
+games = [ {{ id = "refine-v0" }} ]
+shedule = {{ games_per_pairing = 2 }}
+""")
+    with pytest.raises(ScenarioError, match="schedule"):
+        prepare_pipeline(quick, out=str(tmp_path / "out"))
+    assert not (tmp_path / "out" / "selfplay").exists()
+    quick.write_text(quick.read_text().replace("shedule", "schedule").replace(train.name, "missing.toml"))
+    with pytest.raises(ScenarioError, match="training scenario not found"):
+        prepare_pipeline(quick, out=str(tmp_path / "out"))
