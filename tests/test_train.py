@@ -60,7 +60,7 @@ wandb = "disabled"
 
 PG = 'name = "pg"\nestimator = "rloo"\niterations = 3\ngroups = 2\ngroup_size = 2\nlearning_rate = 1e-3'
 SCORE = ('name = "score"\nstage1_iterations = 1\nstage2_iterations = 1\ngroups = 2\ngroup_size = 2\n'
-         'learning_rate = 1e-3')
+         'learning_rate = 1e-3\nstage2_learning_rate = 2e-4')
 
 
 def _digest(path: Path) -> str:
@@ -78,6 +78,8 @@ def test_policy_gradient_end_to_end(tmp_path, tiny_model_dir):
     evals = json.loads((out / "eval.json").read_text())
     assert [e["label"] for e in evals["evaluations"]] == ["before", "during", "after"]
     assert "speaker" in evals["after"]["seats"] and (out / "curves.png").stat().st_size > 0
+    seat = evals["after"]["seats"]["speaker"]
+    assert seat["episodes"] == scenario.eval.episodes and seat["policy_score_se"] >= 0
     policy = agents.load(f"hf:{out / 'final'}")
     assert policy.tokenizer.chat_template
     assert _digest(out / "final") != _digest(tiny_model_dir), "the weights moved"
@@ -88,6 +90,8 @@ def test_score_and_self_play_roles(tmp_path, tiny_model_dir):
     rows = train(scenario, wandb=False)
     metrics = [json.loads(line) for line in (Path(rows["out"]) / "metrics.jsonl").read_text().splitlines()]
     assert [m["stage"] for m in metrics] == [1.0, 2.0]
+    saved = torch.load(Path(rows["out"], "checkpoints", "iter-00002", "trainer_state.pt"), weights_only=False)
+    assert saved["state"]["optimizer"]["param_groups"][0]["lr"] == 2e-4, "stage II runs at its own learning rate"
     # two roles sharing one model (self-play) with role-conditioned baselines
     selfplay = _scenario(tmp_path, tiny_model_dir, 'name = "pg"\nestimator = "reinforce"\niterations = 1\n'
                          'groups = 2\ngroup_size = 1', game='id = "negotiation-v0"\noptions = { max_messages = 4 }',
@@ -205,3 +209,13 @@ def test_kill_9_and_resume_continues_the_same_run(tmp_path, tiny_model_dir):
     rows = lambda d: [json.loads(line) for line in (d / "metrics.jsonl").read_text().splitlines()]
     assert [r["iteration"] for r in rows(broken)] == [1, 2, 3, 4]
     assert [r["loss"] for r in rows(broken)] == [r["loss"] for r in rows(whole)]
+
+
+def test_above_mean_by_setup_compares_plays_of_one_setup():
+    """A side on a set-up that suits it (high scores for every play) is kept only if it beat its own set-up."""
+    def seq(seed, score):
+        return RoleSequence("e", "g", "a", seed, [1, 2], [(1, 2)], [score], [score], score, True)
+
+    seqs = [seq(1, s) for s in (8, 9, 9, 10)] + [seq(2, s) for s in (1, 2, 3, 3)]
+    assert sorted(s.score for s in select(seqs, "above-mean")) == [8, 9, 9, 10]  # the round's mean is 5.6
+    assert sorted((s.seed, s.score) for s in select(seqs, "above-mean", by_setup=True)) == [(1, 10), (2, 3), (2, 3)]

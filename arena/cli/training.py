@@ -10,7 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from arena.cli import USER_ERRORS, _fail, app, console, err_console
+from arena.cli import USER_ERRORS, CliError, _fail, app, console, err_console, parse_key_values
 from arena.cli.rating import _show_leaderboard
 
 
@@ -20,6 +20,8 @@ def train_command(
     out: str | None = typer.Option(None, "--out", "-o", help="Output directory (overrides [run])."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run stored in the output directory."),
     no_wandb: bool = typer.Option(False, "--no-wandb", help="Do not log to Weights & Biases."),
+    set_: list[str] | None = typer.Option(None, "--set", help="Change one scenario key, KEY.PATH=VALUE (a TOML "
+                                          "value or a bare word; repeatable), e.g. game.options.objective=coop."),
 ) -> None:
     """Train an agent from its own episodes (filtered behaviour cloning, policy gradient, SCoRe)."""
     from arena.train.algorithms import train
@@ -27,8 +29,9 @@ def train_command(
     from arena.train.session import TrainError
 
     try:
-        scenario = load_train_scenario(scenario_path, out)
-    except USER_ERRORS as err:
+        overrides = {key: _toml_value(value) for key, value in parse_key_values(set_, "--set").items()}
+        scenario = load_train_scenario(scenario_path, out, overrides)
+    except (CliError, *USER_ERRORS) as err:
         _fail(str(err))
         return
     console.print(Text.assemble(("train ", "bold"), f"{scenario.algorithm} · {scenario.game} · "
@@ -42,21 +45,33 @@ def train_command(
                 if isinstance(info.get(key), float):
                     parts.append(f"{key} {info[key]:.3f}")
             parts += [f"{k} {v:.3f}" for k, v in info.items() if k.startswith("score/")]
-            console.print(" · ".join(parts), highlight=False)
+            console.print(" · ".join(parts), highlight=False, soft_wrap=True)
             for warning in info.get("warnings", []):
                 err_console.print(Text(f"warning: {warning}", style="yellow"))
         elif event == "eval":
             for seat, row in info["seats"].items():
                 console.print(Text(f"eval ({info['label']}, it {info['iteration']}) {seat} vs {row['opponents']}: "
-                                   f"score {row['policy_score']:.3f}, legal {row['policy_legal_rate']:.1%}",
-                                   style="cyan"), highlight=False)
+                                   f"score {row['policy_score']:.3f} ± {row.get('policy_score_se', 0.0):.3f} (s.e.), "
+                                   f"legal {row['policy_legal_rate']:.1%}",
+                                   style="cyan"), highlight=False, soft_wrap=True)
 
     try:
         result = train(scenario, resume=resume, wandb=not no_wandb, progress=report)
     except (TrainError, *USER_ERRORS) as err:
         _fail(str(err))
         return
-    console.print(f"trained model: {result['final']} (use it as the agent hf:{result['final']})", highlight=False)
+    console.print(f"trained model: {result['final']} (use it as the agent hf:{result['final']})", highlight=False,
+                  soft_wrap=True)
+
+
+def _toml_value(text: str) -> object:
+    """``3`` -> 3, ``1e-4`` -> 0.0001, ``true`` -> True, ``[1, 2]`` -> [1, 2]; anything else is a string."""
+    from arena.scenario import tomllib
+
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
 
 
 @app.command("run")

@@ -5,7 +5,10 @@ self-play when it plays every role), keep each trained role's side of the
 episodes it did well in, and fine-tune on those sides for ``epochs`` passes.
 What counts as "did well" (``filter``), per role:
 
-* ``above-mean``: score above that role's mean score this round (the paper's rule);
+* ``above-mean``: score above that role's mean score this round (the paper's rule); with
+  ``group_size`` of 2 or more each set-up is played that many times and a side must beat the mean
+  of its own set-up's plays instead, so a lucky deal (values that suit the role) no longer counts
+  as good play;
 * ``non-zero``: score above zero (e.g. a deal was reached);
 * ``top-k``: the best ``top_fraction`` of the role's sides.
 
@@ -36,6 +39,8 @@ __all__ = ["FilteredBCConfig", "run", "select"]
 class FilteredBCConfig(Section):
     rounds: int = option(4, "play-filter-fine-tune rounds", min=1)
     episodes_per_round: int = option(256, "episodes played per round", min=1)
+    group_size: int = option(1, "plays of each set-up per round; 2 or more: above-mean compares a side with "
+                                "the other plays of its own set-up", min=1)
     filter: str = option("above-mean", "which sides to keep", choices=("above-mean", "non-zero", "top-k"))
     top_fraction: float = option(0.25, "top-k: the share of sides to keep", min=0.01, max=1.0)
     epochs: int = option(2, "passes over the kept sides per round", min=1)
@@ -44,13 +49,18 @@ class FilteredBCConfig(Section):
     max_grad_norm: float = option(1.0, "gradient clipping", min=0.0)
 
 
-def select(seqs, rule: str, top_fraction: float = 0.25) -> list:
-    """The sequences worth imitating, chosen per role."""
+def select(seqs, rule: str, top_fraction: float = 0.25, by_setup: bool = False) -> list:
+    """The sequences worth imitating, chosen per role (``by_setup``: above-mean within each set-up's plays)."""
     kept = []
     for role in sorted({s.role for s in seqs}):
         mine = [s for s in seqs if s.role == role]
         scores = np.array([s.score for s in mine])
-        if rule == "above-mean":
+        if rule == "above-mean" and by_setup:
+            for group in sorted({s.group for s in mine}):
+                plays = [s for s in mine if s.group == group]
+                mean = float(np.mean([s.score for s in plays]))
+                kept += [s for s in plays if s.score > mean]
+        elif rule == "above-mean":
             kept += [s for s in mine if s.score > scores.mean()]
         elif rule == "non-zero":
             kept += [s for s in mine if s.score > 0]
@@ -67,9 +77,10 @@ def run(session: TrainingSession, config: FilteredBCConfig, state: dict[str, Any
     stored = [e for path in session.scenario.data for e in read_episodes(path)]
     for round_no in range(session.iteration + 1, config.rounds + 1):
         session.iteration = round_no
-        episodes = stored or session.play(session.plans(round_no, config.episodes_per_round))
+        setups = max(1, config.episodes_per_round // config.group_size)
+        episodes = stored or session.play(session.plans(round_no, setups, config.group_size))
         seqs = session.sequences(episodes)
-        kept = select(seqs, config.filter, config.top_fraction)
+        kept = select(seqs, config.filter, config.top_fraction, by_setup=config.group_size > 1 and not stored)
         metrics: dict[str, Any] = {"kept": float(len(kept)), "sides": float(len(seqs))}
         rng = np.random.default_rng([session.scenario.run.seed, round_no])
         steps = 0

@@ -23,7 +23,9 @@ def plot_curves(out: str | Path) -> Path:
     panels = [p for p in PANELS if any(p in r for r in rows)] + rewards
     evals_path = out / "eval.json"
     evals = json.loads(evals_path.read_text(encoding="utf-8"))["evaluations"] if evals_path.is_file() else []
-    eval_keys = sorted({f"{seat}: policy_score" for e in evals for seat in e["seats"]})
+    seats = sorted({seat for e in evals for seat in e["seats"]})
+    eval_keys = [f"{seat}: {kind}" for seat in seats for kind in ("policy_score", "rates")
+                 if kind == "policy_score" or _rates(evals, seat)]
     total = len(panels) + len(eval_keys)
     cols = 3
     rows_n = max(1, -(-total // cols))
@@ -36,9 +38,14 @@ def plot_curves(out: str | Path) -> Path:
         ax.set_xlabel("iteration", fontsize=8)
         ax.grid(alpha=0.3)
     for ax, key in zip(list(axes.flat)[len(panels):], eval_keys):
-        seat = key.split(":")[0]
-        points = [(e["iteration"], e["seats"][seat]["policy_score"]) for e in evals if seat in e["seats"]]
-        ax.plot(*zip(*points), marker="o", color="tab:green")
+        seat, kind = key.split(": ")
+        if kind == "policy_score":
+            points = [(e["iteration"], e["seats"][seat]["policy_score"]) for e in evals if seat in e["seats"]]
+            ax.plot(*zip(*points), marker="o", color="tab:green")
+        else:
+            for name, points in _rates(evals, seat).items():
+                ax.plot(*zip(*points), marker="o", linewidth=1, label=name)
+            ax.legend(fontsize=6, loc="best")
         ax.set_title(f"held-out {key}", fontsize=9)
         ax.set_xlabel("iteration", fontsize=8)
         ax.grid(alpha=0.3)
@@ -49,3 +56,14 @@ def plot_curves(out: str | Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _rates(evals: list[dict], seat: str) -> dict[str, list[tuple[int, float]]]:
+    """The game's held-out metrics for a seat that are rates or differences of rates (every value in [-1, 1])."""
+    series: dict[str, list[tuple[int, float]]] = {}
+    for e in evals:
+        for name, value in (e["seats"].get(seat) or {}).get("metrics", {}).items():
+            if isinstance(value, (int, float)):
+                series.setdefault(name, []).append((e["iteration"], float(value)))
+    return {name: points for name, points in sorted(series.items())
+            if all(-1.0 <= v <= 1.0 for _, v in points) and len({v for _, v in points}) > 1}

@@ -124,10 +124,27 @@ def _lora(value: Any, where: str) -> LoraSettings | None:
     return LoraSettings(**values)
 
 
-def load_train_scenario(path: str | Path, out: str | None = None) -> TrainScenario:
-    """Read and check a training scenario."""
+def set_value(data: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``data["a"]["b"]["c"] = value`` for ``dotted = "a.b.c"``, making the tables on the way."""
+    keys = dotted.split(".")
+    if any(not k for k in keys):
+        raise ScenarioError(f"--set: {dotted!r} is not a key path such as game.options.objective")
+    table = data
+    for i, key in enumerate(keys[:-1]):
+        table = table.setdefault(key, {})
+        if not isinstance(table, dict):
+            raise ScenarioError(f"--set {dotted}: {'.'.join(keys[:i + 1])} is a value, not a table")
+    table[keys[-1]] = value
+
+
+def load_train_scenario(path: str | Path, out: str | None = None,
+                        overrides: Mapping[str, Any] | None = None) -> TrainScenario:
+    """Read and check a training scenario; ``overrides`` (dotted key -> value, e.g. ``{"game.options.objective":
+    "coop"}``) change it before it is checked."""
     path = Path(path)
     data = read_toml(path)
+    for dotted, value in (overrides or {}).items():
+        set_value(data, dotted, value)
     where = str(path)
     known = ["plugins", "model", "game", "roles", "algorithm", "data", "sampling", "eval", "run"]
     for key in data:

@@ -46,6 +46,8 @@ class SCoReConfig(Section):
     group_size: int = option(4, "attempt pairs per task (at least 2)", min=2)
     estimator: str = option("rloo", "group advantage", choices=("rloo", "grpo"))
     learning_rate: float = option(5e-5, "AdamW learning rate", min=0.0)
+    stage2_learning_rate: float = option(-1.0, "stage II learning rate (-1: learning_rate); the bonus makes "
+                                               "stage II's advantages up to 1 + alpha times larger", min=-1.0)
     stage1_beta_first: float = option(0.1, "stage I: KL weight on the first attempt (strong)", min=0.0)
     stage1_beta_second: float = option(0.01, "stage I: KL weight on the second attempt", min=0.0)
     stage2_beta: float = option(0.01, "stage II: KL weight on both attempts", min=0.0)
@@ -77,10 +79,15 @@ def run(session: TrainingSession, config: SCoReConfig, state: dict[str, Any] | N
     for iteration in range(session.iteration + 1, total + 1):
         session.iteration = iteration
         stage = 1 if iteration <= config.stage1_iterations else 2
+        for group in optimizer.param_groups:
+            group["lr"] = config.learning_rate if stage == 1 or config.stage2_learning_rate < 0 \
+                else config.stage2_learning_rate
         episodes = session.play(session.plans(iteration, config.groups, config.group_size))
         seqs = session.sequences(episodes)
         values = [attempt_values(s.rewards, stage, config.alpha) for s in seqs]
         flat = group_advantages(seqs, values, config.estimator)
+        if stage == 1:  # only second attempts are credited: the first attempts' cells are flat by design
+            flat = _flat_second_attempts(seqs, values)
         for s in seqs:
             weights = [config.stage1_beta_first, config.stage1_beta_second] if stage == 1 else \
                 [config.stage2_beta, config.stage2_beta]
@@ -95,3 +102,11 @@ def run(session: TrainingSession, config: SCoReConfig, state: dict[str, Any] | N
         session.log_metrics(metrics)
         session.end_iteration(total, optimizer, state)
     session.evaluate("after")
+
+
+def _flat_second_attempts(seqs, values) -> float:
+    """The share of groups whose second-attempt rewards were all equal."""
+    groups: dict[tuple, list[float]] = {}
+    for s, v in zip(seqs, values):
+        groups.setdefault((s.group, s.role), []).append(v[-1] if v else 0.0)
+    return sum(len(set(vals)) <= 1 for vals in groups.values()) / max(1, len(groups))

@@ -154,9 +154,14 @@ class TrainingSession:
                 episodes = self.play(plans)
                 summary = summarise(episodes)
                 own = [t for ep in episodes for t in ep.turns if t.role == role]
+                scores = [ep.scores[role] for ep in episodes if ep.ok and role in ep.scores]
                 result["seats"][role] = {
                     "opponents": e.opponents,
+                    "episodes": len(episodes),
                     "policy_score": summary["mean_scores"].get(role, 0.0),
+                    # standard error of the mean score: how far a rerun on other seeds may move it
+                    "policy_score_se": float(np.std(scores, ddof=1) / np.sqrt(len(scores))) if len(scores) > 1
+                    else 0.0,
                     "policy_legal_rate": sum(t.legal for t in own) / max(1, len(own)),
                     "metrics": summary.get("metrics", {}),
                     "failed": summary["failed"],
@@ -263,7 +268,8 @@ class TrainingSession:
         try:
             from arena.train.curves import plot_curves
 
-            plot_curves(self.out)
+            if (self.out / "metrics.jsonl").is_file():  # a run of zero iterations only evaluates
+                plot_curves(self.out)
         except Exception as err:  # a plot must not lose a finished run
             log.warning("could not draw the learning curves: %s", err)
         if self._wandb is not None:
