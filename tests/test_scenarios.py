@@ -48,3 +48,21 @@ shedule = {{ games_per_pairing = 2 }}
     quick.write_text(quick.read_text().replace("shedule", "schedule").replace(train.name, "missing.toml"))
     with pytest.raises(ScenarioError, match="training scenario not found"):
         prepare_pipeline(quick, out=str(tmp_path / "out"))
+
+
+def test_set_overrides_change_a_scenario_before_it_is_checked():
+    from arena.cli.training import _toml_value
+
+    path = SCENARIOS / "train-negotiation-bc.toml"
+    changed = load_train_scenario(path, overrides={"game.options.objective": _toml_value("coop"),
+                                                   "algorithm.rounds": _toml_value("2"),
+                                                   "algorithm.learning_rate": _toml_value("1e-5")})
+    assert changed.options["objective"] == "coop"
+    assert changed.algorithm_config["rounds"] == 2 and changed.algorithm_config["learning_rate"] == 1e-5
+    assert _toml_value("[1, 2]") == [1, 2] and _toml_value("true") is True and _toml_value("a b") == "a b"
+    with pytest.raises(ScenarioError, match="Did you mean 'objective'"):
+        load_train_scenario(path, overrides={"game.options.objectiv": "coop"})
+    with pytest.raises(ScenarioError, match="algorithm.rounds is a value, not a table"):
+        load_train_scenario(path, overrides={"algorithm.rounds.x": 1})
+    with pytest.raises(ScenarioError, match="not a key path"):
+        load_train_scenario(path, overrides={"algorithm..rounds": 1})

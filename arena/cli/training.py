@@ -36,7 +36,7 @@ def train_command(
         return
     console.print(Text.assemble(("train ", "bold"), f"{scenario.algorithm} · {scenario.game} · "
                                 f"{', '.join(scenario.trained_roles)} from {scenario.init} → {scenario.out}"),
-                  highlight=False)
+                  highlight=False, soft_wrap=True)
 
     def report(event: str, info: dict) -> None:
         if event == "iteration":
