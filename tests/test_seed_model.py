@@ -78,6 +78,7 @@ def test_seed_model_command_builds_reproducibly(tmp_path):
         scenario.write_text(TINY.format(out=tmp_path / name))
         result = runner.invoke(app, ["seed-model", str(scenario)])
         assert result.exit_code == 0, result.output
+        assert "training step" in result.output  # plain progress lines when the output is not a terminal
     assert _digest(tmp_path / "a") == _digest(tmp_path / "b")
     card = (tmp_path / "a" / "README.md").read_text()
     assert "| negotiation-v0 |" in card and "therapy-v0" in card

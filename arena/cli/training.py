@@ -131,7 +131,14 @@ def seed_model_command(
         tasks: dict[str, int] = {}
 
         def report(stage: str, info: dict) -> None:
-            if stage == "train":
+            if stage == "train" and not err_console.is_terminal:
+                # A log file (nohup, CI) never sees the bar redrawn: a plain line every ~5% instead.
+                every = max(10, info["of"] // 20 // 10 * 10)
+                if info["step"] % every == 0 or info["step"] == info["of"]:
+                    progress.console.print(f"training step {info['step']}/{info['of']} · loss {info['loss']:.3f} · "
+                                           f"{info['tokens_per_s']:,.0f} tok/s · {info['minutes']:.1f} min",
+                                           highlight=False, soft_wrap=True)
+            elif stage == "train":
                 if stage not in tasks:
                     tasks[stage] = progress.add_task("training", total=info["of"], info="")
                 progress.update(tasks[stage], completed=info["step"],
