@@ -207,10 +207,11 @@ def build_seed_model(scenario: SeedModelScenario, out: str | Path | None = None,
             optimizer.step()
             step += 1
             seen_tokens += int(attention.sum())
-            losses.append(float(loss.detach()))
+            if bool((labels != -100).any()):  # a batch of slips only has no loss to log (it is NaN; its gradient is 0)
+                losses.append(float(loss.detach()))
             if step % 10 == 0 or step == total_steps:
                 elapsed = time.perf_counter() - started
-                point = {"step": step, "of": total_steps, "loss": sum(losses[-10:]) / len(losses[-10:]),
+                point = {"step": step, "of": total_steps, "loss": sum(losses[-10:]) / max(1, len(losses[-10:])),
                          "tokens_per_s": seen_tokens / elapsed, "minutes": elapsed / 60}
                 curve.append(point)
                 say("train", point)

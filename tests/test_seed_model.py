@@ -120,3 +120,18 @@ def test_bad_seed_model_scenario(tmp_path):
     scenario.write_text("[modle]\nhidden_size = 8\n")
     result = runner.invoke(app, ["seed-model", str(scenario)])
     assert result.exit_code == 2 and "Did you mean 'model'" in result.output
+
+
+def test_build_curve_has_no_nan_when_a_batch_is_all_slips(tmp_path):
+    """Batches whose every move is a slip carry no loss; the logged curve skips them instead of showing NaN."""
+    import math
+
+    from arena.seed_model import build_seed_model, load_seed_scenario
+
+    scenario = tmp_path / "slips.toml"
+    text = TINY.format(out=tmp_path / "m").replace("[data]\n", "[data]\nslips = 0.5\n")
+    text = text.replace("batch_tokens = 4096", "batch_tokens = 256").replace("epochs = 0.5", "epochs = 0.2")
+    scenario.write_text(text)
+    report = build_seed_model(load_seed_scenario(scenario), evaluate=False)
+    assert report["curve"] and all(math.isfinite(point["loss"]) for point in report["curve"])
+    assert math.isfinite(report["final_loss"])
