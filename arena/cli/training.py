@@ -132,7 +132,8 @@ def seed_model_command(
 
         def report(stage: str, info: dict) -> None:
             if stage == "train" and not err_console.is_terminal:
-                # A log file (nohup, CI) never sees the bar redrawn: a plain line every ~5% instead.
+                # A log file (nohup, CI) never sees the bar redrawn: a plain line every ~5% instead,
+                # rounded to a multiple of 10 because the build reports every 10th step.
                 every = max(10, info["of"] // 20 // 10 * 10)
                 if info["step"] % every == 0 or info["step"] == info["of"]:
                     progress.console.print(f"training step {info['step']}/{info['of']} · loss {info['loss']:.3f} · "
