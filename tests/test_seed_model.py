@@ -135,3 +135,63 @@ def test_build_curve_has_no_nan_when_a_batch_is_all_slips(tmp_path):
     report = build_seed_model(load_seed_scenario(scenario), evaluate=False)
     assert report["curve"] and all(math.isfinite(point["loss"]) for point in report["curve"])
     assert math.isfinite(report["final_loss"])
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_interrupted_build_resumes_to_the_same_model(tmp_path):
+    """A build stopped mid-training continues from OUT/checkpoint and ends with the uninterrupted build's weights."""
+    import pytest
+
+    from arena.seed_model import SeedModelError, build_seed_model, load_seed_scenario
+
+    text = TINY.replace("batch_tokens = 4096", "batch_tokens = 256\ncheckpoint_every = 10").replace("epochs = 0.5",
+                                                                                                 "epochs = 4")
+    for name in ("whole", "cut"):
+        (tmp_path / f"{name}.toml").write_text(text.format(out=tmp_path / name))
+    whole = build_seed_model(load_seed_scenario(tmp_path / "whole.toml"), evaluate=False)
+    assert whole["steps"] > 30 and not (tmp_path / "whole" / "checkpoint").exists()
+
+    def kill_after_step_25(stage, info):  # reported every 10 steps: killed at 30, just after its checkpoint
+        if stage == "train" and info["step"] > 25:
+            raise _Killed
+    cut = load_seed_scenario(tmp_path / "cut.toml")
+    with pytest.raises(_Killed):
+        build_seed_model(cut, progress=kill_after_step_25, evaluate=False)
+    assert json.loads((tmp_path / "cut" / "checkpoint" / "state.json").read_text())["step"] == 30
+    with pytest.raises(SeedModelError, match="pass --resume"):  # a fresh build would throw the checkpoint away
+        build_seed_model(cut, evaluate=False)
+    changed = tmp_path / "changed.toml"
+    changed.write_text(text.replace("hidden_size = 32", "hidden_size = 48").format(out=tmp_path / "cut"))
+    with pytest.raises(SeedModelError, match=r"different \[model\]"):
+        build_seed_model(load_seed_scenario(changed), resume=True, evaluate=False)
+
+    seen = []
+    resumed = build_seed_model(cut, progress=lambda stage, info: seen.append((stage, info)), resume=True,
+                               evaluate=False)
+    assert ("resume", {"step": 30, "of": whole["steps"], "from": str(tmp_path / "cut" / "checkpoint")}) in seen
+    assert _digest(tmp_path / "cut") == _digest(tmp_path / "whole")
+    assert resumed["final_loss"] == whole["final_loss"]
+    assert [p["loss"] for p in resumed["curve"]] == [p["loss"] for p in whole["curve"]]
+    assert not (tmp_path / "cut" / "checkpoint").exists()  # spent once the model is saved
+
+
+def test_resume_without_a_checkpoint_says_so(tmp_path):
+    scenario = tmp_path / "s.toml"
+    scenario.write_text(TINY.format(out=tmp_path / "m"))
+    result = runner.invoke(app, ["seed-model", str(scenario), "--resume"])
+    assert result.exit_code == 2 and "nothing to resume" in result.output
+
+
+def test_bf16_build_trains(tmp_path):
+    """bfloat16 autocast: the loss falls as in fp32 and the saved weights stay fp32."""
+    from arena.seed_model import build_seed_model, load_seed_scenario
+
+    scenario = tmp_path / "s.toml"
+    text = TINY.replace("batch_tokens = 4096", "batch_tokens = 256\nprecision = \"bf16\"")
+    scenario.write_text(text.replace("epochs = 0.5", "epochs = 3").format(out=tmp_path / "m"))
+    report = build_seed_model(load_seed_scenario(scenario), evaluate=False)
+    assert report["curve"][-1]["loss"] < report["curve"][0]["loss"]
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["dtype"] in ("float32", None)

@@ -115,9 +115,10 @@ def seed_model_command(
     out: str | None = typer.Option(None, "--out", help="Where to save the model (overrides the scenario)."),
     evaluate_only: bool = typer.Option(False, "--evaluate-only",
                                        help="Only evaluate an already trained model and write its model card."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted build from OUT/checkpoint."),
 ) -> None:
     """Build the seed model from scratch: transcripts, tokenizer, training, evaluation, model card."""
-    from arena.seed_model import build_seed_model, finish_report, load_seed_scenario
+    from arena.seed_model import SeedModelError, build_seed_model, finish_report, load_seed_scenario
 
     try:
         scenario = load_seed_scenario(scenario_path)
@@ -152,10 +153,15 @@ def seed_model_command(
             else:
                 progress.console.print(f"[dim]{stage} {info or ''}[/dim]", highlight=False)
 
-        if evaluate_only:
-            report_data = finish_report(target, scenario, report)
-        else:
-            report_data = build_seed_model(scenario, target, report)
+        try:
+            if evaluate_only:
+                report_data = finish_report(target, scenario, report)
+            else:
+                report_data = build_seed_model(scenario, target, report, resume=resume)
+        except SeedModelError as err:
+            progress.stop()
+            _fail(str(err))
+            return
     console.print(f"saved to {target}: {report_data['parameters']:,} parameters, "
                   f"final loss {report_data['final_loss']:.3f}; model card in {target}/README.md", highlight=False)
     table = Table(title="Against scripted players")
