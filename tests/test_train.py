@@ -75,7 +75,11 @@ def test_policy_gradient_end_to_end(tmp_path, tiny_model_dir):
     assert [r["iteration"] for r in rows] == [1, 2, 3]
     for key in ("loss", "kl", "entropy", "zero_variance_share", "legal_rate", "score/speaker", "game/second_length"):
         assert key in rows[-1], key
+    # where each iteration's time went (evaluations are timed apart, in eval.json)
+    assert all(r["seconds/play"] > 0 and r["seconds/update"] > 0 for r in rows)
+    assert sum(r["seconds/play"] + r["seconds/update"] for r in rows) <= rows[-1]["minutes"] * 60
     evals = json.loads((out / "eval.json").read_text())
+    assert all(e["seconds"] > 0 for e in evals["evaluations"])
     assert [e["label"] for e in evals["evaluations"]] == ["before", "during", "after"]
     assert "speaker" in evals["after"]["seats"] and (out / "curves.png").stat().st_size > 0
     seat = evals["after"]["seats"]["speaker"]
@@ -219,3 +223,20 @@ def test_above_mean_by_setup_compares_plays_of_one_setup():
     seqs = [seq(1, s) for s in (8, 9, 9, 10)] + [seq(2, s) for s in (1, 2, 3, 3)]
     assert sorted(s.score for s in select(seqs, "above-mean")) == [8, 9, 9, 10]  # the round's mean is 5.6
     assert sorted((s.seed, s.score) for s in select(seqs, "above-mean", by_setup=True)) == [(1, 10), (2, 3), (2, 3)]
+
+
+def test_bf16_gradient_steps_match_fp32_closely(tmp_path, tiny_model_dir):
+    """``[run] precision = "bf16"``: the same first step as fp32 up to bfloat16 rounding; the weights move."""
+    runs = {}
+    for precision in ("fp32", "bf16"):
+        path = _scenario(tmp_path, tiny_model_dir, PG.replace("iterations = 3", "iterations = 1"))
+        path.write_text(path.read_text().replace("[run]\n", f'[run]\nprecision = "{precision}"\n'))
+        scenario = load_train_scenario(path, out=str(tmp_path / precision))
+        assert scenario.run.precision == precision
+        result = train(scenario, wandb=False)
+        runs[precision] = json.loads((Path(result["out"]) / "metrics.jsonl").read_text().splitlines()[0])
+        assert _digest(Path(result["out"]) / "final") != _digest(tiny_model_dir)
+    assert runs["bf16"]["trained_tokens"] == runs["fp32"]["trained_tokens"]  # the same rollouts (played in fp32)
+    assert runs["bf16"]["entropy"] == pytest.approx(runs["fp32"]["entropy"], rel=0.05)
+    assert runs["bf16"]["grad_norm"] == pytest.approx(runs["fp32"]["grad_norm"], rel=0.2)
+    assert runs["bf16"]["grad_norm"] != runs["fp32"]["grad_norm"]  # ... but not fp32's: autocast was on

@@ -86,8 +86,9 @@ def run(session: TrainingSession, config: FilteredBCConfig, state: dict[str, Any
         steps = 0
         for _ in range(config.epochs):
             for group in minibatches(kept, config.batch_tokens, rng):
-                step = gradient_step(model, optimizer, group, lambda stats, batch: bc_loss(stats),
-                                     config.batch_tokens, config.max_grad_norm)
+                with session.timed("update"):
+                    step = gradient_step(model, optimizer, group, lambda stats, batch: bc_loss(stats),
+                                         config.batch_tokens, config.max_grad_norm)
                 steps += 1
                 metrics["loss"] = step.get("loss", 0.0)
                 metrics["entropy"] = step.get("entropy", 0.0)

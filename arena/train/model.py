@@ -50,8 +50,10 @@ class TrainableModel:
     """A chat model that plays and learns, with a frozen reference for the KL penalty."""
 
     def __init__(self, path: str | Path, spec: str, sampling: SamplingConfig, *, lora: LoraSettings | None = None,
-                 reference: bool = True, device: str | None = None, max_batch_size: int = 64):
+                 reference: bool = True, device: str | None = None, max_batch_size: int = 64,
+                 precision: str = "fp32"):
         model, tokenizer = load_chat_model(path, device=device)
+        self.precision = precision
         self.tokenizer = tokenizer
         self.lora = lora
         if lora is not None:
@@ -89,12 +91,17 @@ class TrainableModel:
         else:
             yield self.reference_model
 
+    def _autocast(self):
+        """bfloat16 autocast for ``precision = "bf16"`` (the backward pass follows the forward's dtypes)."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
+
     def token_stats(self, batch: Batch, with_reference: bool = False) -> TokenStats:
         """Log-probabilities of each next token (and entropy of each next-token distribution)."""
         self.model.train()
         ids = batch.input_ids.to(self.device)
         attention = batch.attention.to(self.device)
-        logits = self.model(input_ids=ids, attention_mask=attention).logits[:, :-1].float()
+        with self._autocast():
+            logits = self.model(input_ids=ids, attention_mask=attention).logits[:, :-1].float()
         logp_all = torch.log_softmax(logits, dim=-1)
         nxt = ids[:, 1:].unsqueeze(-1)
         logp = logp_all.gather(-1, nxt).squeeze(-1)
@@ -102,7 +109,7 @@ class TrainableModel:
         mask = batch.target[:, :-1].to(self.device)
         ref = None
         if with_reference:
-            with torch.no_grad(), self._reference() as reference:
+            with torch.no_grad(), self._reference() as reference, self._autocast():
                 if reference is not None:
                     ref_logits = reference(input_ids=ids, attention_mask=attention).logits[:, :-1].float()
                     ref = torch.log_softmax(ref_logits, dim=-1).gather(-1, nxt).squeeze(-1)

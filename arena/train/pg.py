@@ -71,8 +71,9 @@ def run(session: TrainingSession, config: PGConfig, state: dict[str, Any] | None
             flat = float(np.mean([all(a == 0 for a in s.advantages) for s in seqs])) if seqs else 0.0
         else:
             flat = group_advantages(seqs, values, config.estimator)
-        metrics = gradient_step(model, optimizer, seqs, lambda stats, batch: pg_loss(stats, batch, config.beta),
-                                config.batch_tokens, config.max_grad_norm, with_reference=config.beta > 0)
+        with session.timed("update"):
+            metrics = gradient_step(model, optimizer, seqs, lambda stats, batch: pg_loss(stats, batch, config.beta),
+                                    config.batch_tokens, config.max_grad_norm, with_reference=config.beta > 0)
         metrics.update(_episode_metrics(session, episodes), zero_variance_share=flat)
         state["first"] = state["first"] or metrics
         metrics["warnings"] = collapse_warnings(metrics, state["first"])

@@ -73,6 +73,9 @@ class RunSection(Section):
     wandb: str = option("offline", "Weights & Biases logging", choices=("offline", "online", "disabled"))
     threads: int = option(0, "torch CPU threads (0: torch's default)", min=0)
     store_episodes: bool = option(False, "keep every training episode in OUT/episodes.jsonl")
+    precision: str = option("fp32", "gradient steps in fp32, or bf16: bfloat16 autocast for the forward and backward "
+                            "passes, the weights and optimiser state stay fp32 (faster on CPUs with AVX512-BF16 or "
+                            "AMX and on GPUs; rollouts and evaluation stay fp32)", choices=("fp32", "bf16"))
 
 
 @dataclass(frozen=True)
@@ -104,7 +107,9 @@ class TrainScenario:
         return {"init": self.init, "lora": None if self.lora is None else vars(self.lora), "game": self.game,
                 "options": self.options, "roles": self.roles, "algorithm": self.algorithm,
                 "algorithm_config": self.algorithm_config, "data": list(self.data),
-                "sampling": self.sampling.to_dict(), "eval": self.eval.to_dict(), "seed": self.run.seed}
+                "sampling": self.sampling.to_dict(), "eval": self.eval.to_dict(), "seed": self.run.seed,
+                # only when not the default, so runs started before the option existed still resume
+                **({"precision": self.run.precision} if self.run.precision != "fp32" else {})}
 
 
 def _lora(value: Any, where: str) -> LoraSettings | None:

@@ -94,8 +94,9 @@ def run(session: TrainingSession, config: SCoReConfig, state: dict[str, Any] | N
             s.kl_weights = [weights[0]] + [weights[1]] * (len(s.spans) - 1)
             if stage == 1:
                 s.advantages[0] = 0.0  # stage I never pushes the first attempt towards reward
-        metrics = gradient_step(model, optimizer, seqs, lambda stats, batch: pg_loss(stats, batch, 1.0),
-                                config.batch_tokens, config.max_grad_norm, with_reference=True)
+        with session.timed("update"):
+            metrics = gradient_step(model, optimizer, seqs, lambda stats, batch: pg_loss(stats, batch, 1.0),
+                                    config.batch_tokens, config.max_grad_norm, with_reference=True)
         metrics.update(_episode_metrics(session, episodes), zero_variance_share=flat, stage=float(stage))
         state["first"] = state["first"] or metrics
         metrics["warnings"] = collapse_warnings(metrics, state["first"])

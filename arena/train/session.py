@@ -25,7 +25,9 @@ import os
 import random
 import shutil
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -63,11 +65,12 @@ class TrainingSession:
         torch.manual_seed(scenario.run.seed)
         init = seed_model_dir() if scenario.init == "seed" else Path(scenario.init.split(":", 1)[1])
         self.model = TrainableModel(init, POLICY, scenario.sampling, lora=scenario.lora,
-                                    max_batch_size=scenario.run.concurrency)
+                                    max_batch_size=scenario.run.concurrency, precision=scenario.run.precision)
         specs = {s for s in scenario.roles.values() if s != POLICY} | {scenario.eval.opponents}
         self.others = load_policies(specs, scenario.sampling)
         self.iteration = 0
         self.started = time.perf_counter()
+        self.seconds: dict[str, float] = defaultdict(float)  # where this iteration's time went (play, update)
         self._wandb = self._start_wandb() if wandb else None
         self.store = EpisodeStore(self.out).open() if scenario.run.store_episodes else None
 
@@ -121,8 +124,9 @@ class TrainingSession:
         """Play plans with the current weights; the trained roles map to the model, the rest to their agents."""
         policies = {POLICY: self.model.policy, **self.others}
         self.model.model.eval()
-        episodes = list(BatchedRollout(policies, self.scenario.run.concurrency,
-                                       block=max(len(plans), self.scenario.run.concurrency)).run(plans))
+        with self.timed("play"):
+            episodes = list(BatchedRollout(policies, self.scenario.run.concurrency,
+                                           block=max(len(plans), self.scenario.run.concurrency)).run(plans))
         if self.store is not None:
             for e in episodes:
                 self.store.append(e)
@@ -144,9 +148,10 @@ class TrainingSession:
 
             self.model.policy.sampling = SamplingConfig(temperature=e.temperature, top_p=sampling.top_p,
                                                         max_new_tokens=sampling.max_new_tokens)
-        saved_others = self.others
+        saved_others, saved_seconds = self.others, dict(self.seconds)
         self.others = {**self.others}
         result: dict[str, Any] = {"label": label, "iteration": self.iteration, "seats": {}}
+        started = time.perf_counter()
         try:
             for role in self.scenario.trained_roles:
                 roles = {r: (POLICY if r == role else e.opponents) for r in self.scenario.roles}
@@ -169,6 +174,8 @@ class TrainingSession:
         finally:
             self.model.policy.sampling = sampling
             self.others = saved_others
+            self.seconds = defaultdict(float, saved_seconds)  # evaluation is not the iteration's play
+        result["seconds"] = time.perf_counter() - started
         self._append_eval(result)
         self.say("eval", result)
         return result
@@ -185,8 +192,19 @@ class TrainingSession:
         _atomic_write(path, json.dumps(history, indent=1) + "\n")
 
     # ------------------------------------------------------------------ metrics
+    @contextmanager
+    def timed(self, what: str) -> Iterator[None]:
+        """Add the block's wall time to ``seconds/WHAT`` of the iteration's metrics."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[what] += time.perf_counter() - started
+
     def log_metrics(self, metrics: dict[str, Any]) -> None:
-        row = {"iteration": self.iteration, "minutes": (time.perf_counter() - self.started) / 60, **metrics}
+        row = {"iteration": self.iteration, "minutes": (time.perf_counter() - self.started) / 60, **metrics,
+               **{f"seconds/{k}": v for k, v in self.seconds.items()}}
+        self.seconds.clear()
         with open(self.out / "metrics.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(row, default=float) + "\n")
         if self._wandb is not None:
