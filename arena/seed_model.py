@@ -78,9 +78,10 @@ class TrainSection(Section):
     weight_decay: float = option(0.05, "AdamW weight decay", min=0)
     seed: int = option(0, "initialisation and shuffling seed", min=0)
     threads: int = option(0, "torch CPU threads (0: torch's default)", min=0)
-    precision: str = option("fp32", "fp32, or bf16: bfloat16 autocast for the forward and backward passes, the weights "
-                            "and optimiser state stay fp32 (about 1.6-2x faster on CPUs with AVX512-BF16 or AMX, "
-                            "slower on CPUs without)", choices=("fp32", "bf16"))
+    precision: str = option(
+        "fp32", "fp32, or bf16: bfloat16 autocast for the forward and backward passes, the weights and optimiser "
+        "state stay fp32 (measured 1.2-1.3x faster for a 4.9M-parameter build on a CPU with AVX512-BF16, with the "
+        "same losses as fp32 over its first 300 steps; slower on CPUs without)", choices=("fp32", "bf16"))
     checkpoint_every: int = option(200, "save a resumable checkpoint (OUT/checkpoint: model, optimiser, data "
                                    "position) every this many steps; 0: never", min=0)
 
