@@ -298,15 +298,15 @@ def build_seed_model(scenario: SeedModelScenario, out: str | Path | None = None,
         seen_tokens += int(attention.sum())
         if bool((labels != -100).any()):  # a batch of slips only has no loss to log (it is NaN; its gradient is 0)
             losses = [*losses[-19:], float(loss.detach())]
-        if step % 10 == 0 or step == total_steps:
-            point = {"step": step, "of": total_steps, "loss": sum(losses[-10:]) / max(1, len(losses[-10:])),
-                     "tokens_per_s": seen_tokens / max(1e-9, minutes() * 60), "minutes": minutes()}
-            curve.append(point)
-        if t.checkpoint_every and step % t.checkpoint_every == 0 and step < total_steps:
-            _save_checkpoint(out / "checkpoint", model, tokenizer, optimizer, {
+        logged = step % 10 == 0 or step == total_steps
+        if logged:
+            curve.append({"step": step, "of": total_steps, "loss": sum(losses[-10:]) / max(1, len(losses[-10:])),
+                          "tokens_per_s": seen_tokens / max(1e-9, minutes() * 60), "minutes": minutes()})
+        if t.checkpoint_every and step % t.checkpoint_every == 0 and step < total_steps:  # before the report,
+            _save_checkpoint(out / "checkpoint", model, tokenizer, optimizer, {  # which may be the last thing done
                 "settings": _resumable(scenario), "step": step, "of": total_steps, "seen_tokens": seen_tokens,
                 "train_minutes": minutes(), "losses": losses, "curve": curve, "train_tokens": report["train_tokens"]})
-        if step % 10 == 0 or step == total_steps:
+        if logged:
             say("train", curve[-1])
     model.eval()
     report.update(steps=step, final_loss=sum(losses[-20:]) / max(1, len(losses[-20:])), train_minutes=minutes())
