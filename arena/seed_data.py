@@ -147,6 +147,6 @@ def make_transcripts(section: DataSection, progress: Callable[[str, int, int], N
             for role, agent in episode.roles.items():
                 if agent == "scripted" and any(t.role == role for t in episode.turns):
                     conversations.append(_training_conversation(episode, role, scripted.slipped))
-            if progress is not None and k % 100 == 0:
+            if progress is not None and (k % 100 == 0 or k == n):  # the last one too, or the bar never completes
                 progress(f"{game_id} #{v}", k, n)
     return conversations

@@ -104,7 +104,9 @@ def test_slips_are_left_out_of_the_loss_and_the_scripted_player_recovers():
         list(BatchedRollout({"scripted": again}, concurrency=1).run(plans))
         assert again.slipped == policy.slipped
     section = DataSection(mixes=({"game": "therapy-v0", "options": {}, "episodes": 6},), slips=0.3)
-    conversations = make_transcripts(section)
+    reports = []
+    conversations = make_transcripts(section, progress=lambda what, k, n: reports.append((what, k, n)))
+    assert reports[-1] == ("therapy-v0 #0", 6, 6)  # a mix of fewer than 100 episodes still reports its end
     kept_out = [(c, i) for c in conversations for i, m in enumerate(c) if m.get("train") is False]
     assert kept_out and all(c[i]["role"] == "assistant" for c, i in kept_out)
     tokenizer = build_tokenizer((m["content"] for c in conversations for m in c), 320)
