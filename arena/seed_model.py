@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -45,7 +45,7 @@ from arena.seed_data import DataSection, SlippingScripted, make_transcripts
 from games.options import Config, option
 
 __all__ = ["SeedModelScenario", "SeedModelError", "load_seed_scenario", "DataSection", "SlippingScripted",
-           "make_transcripts", "build_seed_model", "evaluate_model"]
+           "make_transcripts", "build_seed_model", "evaluate_model", "Seat", "EVAL_SEATS", "LEGAL_BAR", "in_data"]
 
 log = logging.getLogger(__name__)
 
@@ -337,6 +337,8 @@ def finish_report(out: str | Path, scenario: SeedModelScenario,
     (progress or (lambda stage, info: None))("eval", {})
     started = time.perf_counter()
     report["evaluation"] = evaluate_model(out, scenario.eval)
+    for row in report["evaluation"]:  # a seat the data covers after all is not held out
+        row["held_out"] = row["held_out"] and not in_data(report["scenario"]["data"], row["game"], row["options"])
     report["eval_minutes"] = (time.perf_counter() - started) / 60
     path.write_text(json.dumps(report, indent=1, default=str) + "\n", encoding="utf-8")
     (out / "README.md").write_text(model_card(report), encoding="utf-8")
@@ -344,18 +346,37 @@ def finish_report(out: str | Path, scenario: SeedModelScenario,
 
 
 # ----------------------------------------------------------------------- evaluation
-#: Who the model plays in evaluation: (game, options, model roles); the other roles are scripted.
-EVAL_SEATS: tuple[tuple[str, dict[str, Any], tuple[str, ...]], ...] = (
-    ("negotiation-v0", {}, ("player_0",)),
-    ("negotiation-v0", {}, ("player_1",)),
-    ("refine-v0", {"tasks": "arithmetic", "difficulty": 1}, ("solver",)),
-    ("refine-v0", {}, ("solver",)),
-    ("refine-v0", {"protocol": "solver-critic-refiner", "tasks": "arithmetic", "difficulty": 1},
-     ("solver", "critic", "refiner")),
-    ("therapy-v0", {}, ("therapist",)),
-    ("therapy-v0", {"guidance": "none", "exchanges": 2, "max_extra_exchanges": 0}, ("therapist",)),
-    ("therapy-v0", {}, ("patient",)),
+class Seat(NamedTuple):
+    """One row of the model card: the model plays ``roles`` of ``game`` with ``options``, scripted players the rest.
+
+    A ``held_out`` seat is a setting deliberately kept out of the seed model's data: the training runs of
+    docs/results.md start there, so the card shows where training has room to improve. It is reported but
+    not held to the legal-move bar that the settings the model was built on must pass.
+    """
+
+    game: str
+    options: dict[str, Any]
+    roles: tuple[str, ...]
+    held_out: bool = False
+
+
+#: Who the model plays in evaluation; the other roles are scripted.
+EVAL_SEATS: tuple[Seat, ...] = (
+    Seat("negotiation-v0", {}, ("player_0",)),
+    Seat("negotiation-v0", {}, ("player_1",)),
+    Seat("refine-v0", {"tasks": "arithmetic", "difficulty": 1}, ("solver",)),
+    Seat("refine-v0", {}, ("solver",)),
+    Seat("refine-v0", {"protocol": "solver-critic-refiner", "tasks": "arithmetic", "difficulty": 1},
+         ("solver", "critic", "refiner")),
+    Seat("therapy-v0", {}, ("therapist",)),
+    # scenarios/train-therapy-pg.toml's setting: the therapist must diagnose after two exchanges.
+    Seat("therapy-v0", {"guidance": "none", "exchanges": 2, "max_extra_exchanges": 0}, ("therapist",),
+         held_out=True),
+    Seat("therapy-v0", {}, ("patient",)),
 )
+
+#: The share of the model's moves that must be legal in every seat it was built on (tests/test_seed_model.py).
+LEGAL_BAR = 0.9
 
 
 def evaluate_model(path: str | Path, section: EvalSection, seats=EVAL_SEATS) -> list[dict[str, Any]]:
@@ -367,18 +388,29 @@ def evaluate_model(path: str | Path, section: EvalSection, seats=EVAL_SEATS) -> 
     model = TransformersPolicy(f"hf:{path}", path, SamplingConfig(temperature=section.temperature, max_new_tokens=96))
     policies = {"model": model, "scripted": ScriptedPolicy()}
     rows = []
-    for game_id, options, seats_taken in seats:
-        roles = {r: ("model" if r in seats_taken else "scripted") for r in games.make(game_id, **options).roles}
-        plans = make_plans(game_id, roles, section.episodes, section.seed, options, prefix=f"eval-{game_id}")
+    for seat in seats:
+        roles = {r: ("model" if r in seat.roles else "scripted") for r in games.make(seat.game, **seat.options).roles}
+        plans = make_plans(seat.game, roles, section.episodes, section.seed, seat.options, prefix=f"eval-{seat.game}")
         episodes = list(BatchedRollout(policies, concurrency=32).run(plans))
         summary = summarise(episodes)
-        model_turns = [t for e in episodes for t in e.turns if t.role in seats_taken]
+        model_turns = [t for e in episodes for t in e.turns if t.role in seat.roles]
         rows.append({
-            "game": game_id, "options": options, "model_plays": list(seats_taken),
+            "game": seat.game, "options": seat.options, "model_plays": list(seat.roles), "held_out": seat.held_out,
             "episodes": len(episodes), "model_legal_rate": sum(t.legal for t in model_turns) / max(1, len(model_turns)),
             "mean_scores": summary["mean_scores"], "metrics": summary.get("metrics", {}),
         })
     return rows
+
+
+def in_data(data: dict[str, Any], game: str, options: dict[str, Any]) -> bool:
+    """Whether a build's data (``report["scenario"]["data"]``) has episodes of ``game`` with ``options``
+    (compared after filling in the game's defaults). Data given as ``episodes`` per game covers all of a game's
+    variants."""
+    if not data.get("mixes"):
+        return game in data.get("episodes", {})
+    wanted = games.make(game, **options).options
+    return any(m["game"] == game and m.get("episodes", 0) > 0 and games.make(game, **(m.get("options") or {})).options
+               == wanted for m in data["mixes"])
 
 
 def _data_lines(data: dict[str, Any]) -> list[str]:
@@ -441,7 +473,13 @@ def model_card(report: dict[str, Any]) -> str:
             "critic_accuracy", "diagnosis_correct", "symptom_f1", "patient_consistency")
     for row in report["evaluation"]:
         metrics = ", ".join(f"{k} {row['metrics'][k]:.2f}" for k in keys if k in row["metrics"])
-        lines.append(f"| {row['game']} | {json.dumps(row['options']) if row['options'] else '-'} | "
+        options = json.dumps(row["options"]) if row["options"] else "-"
+        options += " (held out)" if row.get("held_out") else ""
+        lines.append(f"| {row['game']} | {options} | "
                      f"{', '.join(row['model_plays'])} | {row['model_legal_rate']:.1%} | {metrics} |")
+    if any(row.get("held_out") for row in report["evaluation"]):
+        lines += ["", "A row marked *held out* is a setting kept out of the training data on purpose: the training",
+                  "runs of docs/results.md start there, so it shows the room they have. The other rows are settings",
+                  f"the model was built on; the tests hold each of them to at least {LEGAL_BAR:.0%} legal moves."]
     lines += ["", "This is a research artefact: the therapy game is a simulation, not a clinical tool.", ""]
     return "\n".join(lines)
