@@ -42,6 +42,7 @@ from agents.rule_based import ScriptedPolicy
 from arena.batched import BatchedRollout, make_plans
 from arena.scenario import ScenarioError, Section, read_toml
 from arena.seed_data import DataSection, SlippingScripted, make_transcripts
+from arena.train.model import check_precision
 from games.options import Config, option
 
 __all__ = ["SeedModelScenario", "SeedModelError", "load_seed_scenario", "DataSection", "SlippingScripted",
@@ -81,7 +82,8 @@ class TrainSection(Section):
     precision: str = option(
         "fp32", "fp32, or bf16: bfloat16 autocast for the forward and backward passes, the weights and optimiser "
         "state stay fp32 (measured 1.2-1.3x faster for a 4.9M-parameter build on a CPU with AVX512-BF16, with the "
-        "same losses as fp32 over its first 300 steps; slower on CPUs without)", choices=("fp32", "bf16"))
+        "same losses as fp32 over its first 300 steps; 10-15x slower on CPUs without: the build warns)",
+        choices=("fp32", "bf16"))
     checkpoint_every: int = option(200, "save a resumable checkpoint (OUT/checkpoint: model, optimiser, data "
                                    "position) every this many steps; 0: never", min=0)
 
@@ -191,8 +193,9 @@ def _find_checkpoint(out: Path) -> Path | None:
 
 def build_seed_model(scenario: SeedModelScenario, out: str | Path | None = None,
                      progress: Callable[[str, dict[str, Any]], None] | None = None,
-                     evaluate: bool = True, resume: bool = False) -> dict[str, Any]:
-    """Build the whole seed model; returns the build report (also written into the model card).
+                     evaluate: bool = True, resume: bool = False, scenario_file: str | None = None) -> dict[str, Any]:
+    """Build the whole seed model; returns the build report (also written into the model card, whose rebuild
+    command names ``scenario_file``).
 
     Every ``[train] checkpoint_every`` steps the build saves ``OUT/checkpoint``; ``resume=True``
     continues from it (same scenario) and gives the same model as an uninterrupted build.
@@ -218,9 +221,12 @@ def build_seed_model(scenario: SeedModelScenario, out: str | Path | None = None,
                              "to start again")
     t0 = time.perf_counter()
     report: dict[str, Any] = {"scenario": scenario.to_dict()}
+    if scenario_file:
+        report["scenario_file"] = scenario_file
     say = progress or (lambda stage, info: None)
     if scenario.train.threads:
         torch.set_num_threads(scenario.train.threads)
+    check_precision(scenario.train.precision)
 
     conversations = make_transcripts(scenario.data, lambda what, k, n: say("data", {"what": what, "done": k, "of": n}))
     report["conversations"] = len(conversations)
@@ -323,17 +329,20 @@ def build_seed_model(scenario: SeedModelScenario, out: str | Path | None = None,
     (out / "build_report.json").write_text(json.dumps(report, indent=1, default=str) + "\n", encoding="utf-8")
     for name in ("checkpoint", "checkpoint.old", "checkpoint.tmp"):  # the model is saved: the checkpoint is spent
         shutil.rmtree(out / name, ignore_errors=True)
-    return finish_report(out, scenario, progress) if evaluate else report
+    return finish_report(out, scenario, progress, scenario_file) if evaluate else report
 
 
 def finish_report(out: str | Path, scenario: SeedModelScenario,
-                  progress: Callable[[str, dict[str, Any]], None] | None = None) -> dict[str, Any]:
+                  progress: Callable[[str, dict[str, Any]], None] | None = None,
+                  scenario_file: str | None = None) -> dict[str, Any]:
     """Evaluate a built model and write its build report and model card."""
     out = Path(out)
     path = out / "build_report.json"
     if not path.is_file():
         raise ScenarioError(f"{out} has no build_report.json: build the model first")
     report = json.loads(path.read_text(encoding="utf-8"))
+    if scenario_file:
+        report["scenario_file"] = scenario_file
     (progress or (lambda stage, info: None))("eval", {})
     started = time.perf_counter()
     report["evaluation"] = evaluate_model(out, scenario.eval)
@@ -427,14 +436,15 @@ def model_card(report: dict[str, Any]) -> str:
     lines = [
         "# The seed model",
         "",
-        "A small Llama-style chat model that socratic-arena trains from scratch on a CPU and ships as the",
-        "embedded default agent (`seed`). It is a genuine but weak player of the project's games: it makes",
-        "mostly legal moves and leaves plenty of room for self-play training to show improvement.",
+        "A small Llama-style chat model that socratic-arena trains from scratch on a CPU, from transcripts of",
+        "its games' scripted players. The one in agents/seed_model is the embedded default agent (`seed`): a",
+        "genuine but weak player that makes mostly legal moves and leaves room for self-play training to show",
+        "improvement (docs/results.md). The rows below say how well this one plays.",
         "",
         "## Rebuild",
         "",
         "```bash",
-        "arena seed-model scenarios/seed-model.toml",
+        f"arena seed-model {report.get('scenario_file', 'scenarios/seed-model.toml')}",
         "```",
         "",
         "## Data",

@@ -12,9 +12,10 @@ from agents.sampling import SamplingConfig
 from agents.seed import SEED_MODEL_DIR
 from arena.batched import BatchedRollout, make_plans
 from arena.cli import app
-from arena.seed_model import EVAL_SEATS, LEGAL_BAR, in_data, model_card
+from arena.seed_model import EVAL_SEATS, LEGAL_BAR, in_data, load_seed_scenario, model_card
 
 runner = CliRunner()
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_seed_model_is_shipped_small_and_documented():
@@ -25,6 +26,15 @@ def test_seed_model_is_shipped_small_and_documented():
         assert word in card
     config = json.loads((SEED_MODEL_DIR / "config.json").read_text())
     assert config["model_type"] == "llama"
+
+
+def test_seed_model_was_built_by_the_shipped_scenario():
+    built = json.loads((SEED_MODEL_DIR / "build_report.json").read_text())["scenario"]
+    scenario = json.loads(json.dumps(load_seed_scenario(ROOT / "scenarios/seed-model.toml").to_dict()))
+    assert Path(scenario["out"]) == SEED_MODEL_DIR.relative_to(ROOT)
+    for section, settings in built.items():  # options added since the build have their defaults there
+        if section != "out":
+            assert {k: scenario[section][k] for k in settings} == settings, section
 
 
 def test_seed_model_measured_at_least_90_percent_legal_in_every_game():
@@ -51,8 +61,10 @@ def test_held_out_seats_are_told_apart_from_the_data():
     assert seats and all(games.get_spec(seat.game) for seat in seats)
     report = json.loads((SEED_MODEL_DIR / "build_report.json").read_text())
     report["evaluation"] = [dict(report["evaluation"][0], held_out=True)]
+    report["scenario_file"] = "scenarios/my-seed.toml"
     card = model_card(report)
     assert "(held out)" in card and "kept out of the training data" in card
+    assert "arena seed-model scenarios/my-seed.toml" in card  # the rebuild command names the scenario that built it
 
 
 def test_seed_model_plays_legally_against_scripted_players():

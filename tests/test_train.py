@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -240,3 +241,19 @@ def test_bf16_gradient_steps_match_fp32_closely(tmp_path, tiny_model_dir):
     assert runs["bf16"]["entropy"] == pytest.approx(runs["fp32"]["entropy"], rel=0.05)
     assert runs["bf16"]["grad_norm"] == pytest.approx(runs["fp32"]["grad_norm"], rel=0.2)
     assert runs["bf16"]["grad_norm"] != runs["fp32"]["grad_norm"]  # ... but not fp32's: autocast was on
+
+
+def test_bf16_on_a_cpu_without_bf16_instructions_warns(monkeypatch, caplog):
+    import arena.train.model as model_module
+
+    assert model_module.cpu_has_bf16("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512bw\n") is False
+    assert model_module.cpu_has_bf16("flags\t\t: fpu avx512f avx512_bf16\n") is True
+    assert model_module.cpu_has_bf16("Features\t: fp asimd sve bf16\n") is True  # Arm
+    assert model_module.cpu_has_bf16("processor\t: 0\n") is None  # cannot tell: no warning
+    monkeypatch.setattr(model_module, "cpu_has_bf16", lambda: False)
+    with caplog.at_level(logging.WARNING):
+        assert "10-15x slower" in model_module.check_precision("bf16")
+    assert "use precision = \"fp32\"" in caplog.text
+    assert model_module.check_precision("fp32") is None and model_module.check_precision("bf16", "cuda") is None
+    monkeypatch.setattr(model_module, "cpu_has_bf16", lambda: None)
+    assert model_module.check_precision("bf16") is None

@@ -155,9 +155,10 @@ def seed_model_command(
 
         try:
             if evaluate_only:
-                report_data = finish_report(target, scenario, report)
+                report_data = finish_report(target, scenario, report, scenario_file=str(scenario_path))
             else:
-                report_data = build_seed_model(scenario, target, report, resume=resume)
+                report_data = build_seed_model(scenario, target, report, resume=resume,
+                                               scenario_file=str(scenario_path))
         except SeedModelError as err:
             progress.stop()
             _fail(str(err))

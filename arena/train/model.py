@@ -23,9 +23,35 @@ from agents.hf import TransformersPolicy, load_chat_model
 from agents.sampling import SamplingConfig
 from arena.train.data import Batch
 
-__all__ = ["TrainableModel", "LoraSettings", "pg_loss", "bc_loss", "TokenStats"]
+__all__ = ["TrainableModel", "LoraSettings", "pg_loss", "bc_loss", "TokenStats", "cpu_has_bf16", "check_precision"]
 
 log = logging.getLogger(__name__)
+
+
+def cpu_has_bf16(cpuinfo: str | None = None) -> bool | None:
+    """Whether this CPU has bfloat16 instructions (AVX512-BF16 or AMX on x86, BF16 on Arm), read from
+    ``/proc/cpuinfo`` (or the text given); None where that cannot be told."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return None
+    flags: set[str] = set()
+    for line in cpuinfo.splitlines():
+        if line.startswith(("flags", "Features")) and ":" in line:
+            flags.update(line.split(":", 1)[1].split())
+    return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"}) if flags else None
+
+
+def check_precision(precision: str, device_type: str = "cpu") -> str | None:
+    """Warn (and return the warning) when bf16 autocast is asked for on a CPU that has to emulate it."""
+    if precision != "bf16" or device_type != "cpu" or cpu_has_bf16() is not False:
+        return None
+    message = ('precision = "bf16" on a CPU without bfloat16 instructions (no avx512_bf16, amx_bf16 or bf16 in '
+               '/proc/cpuinfo): torch emulates them, measured 10-15x slower than fp32 on a 2-core AMD EPYC with '
+               'AVX2 only; use precision = "fp32" here')
+    log.warning(message)
+    return message
 
 
 @dataclass(frozen=True)
@@ -72,6 +98,7 @@ class TrainableModel:
                     p.requires_grad_(False)
         self.model = model
         self.device = next(model.parameters()).device
+        check_precision(precision, self.device.type)
         self.policy = TransformersPolicy(spec, path, sampling, model=model, tokenizer=tokenizer,
                                          max_batch_size=max_batch_size)
         self.pad_id = tokenizer.pad_token_id

@@ -75,7 +75,8 @@ class RunSection(Section):
     store_episodes: bool = option(False, "keep every training episode in OUT/episodes.jsonl")
     precision: str = option("fp32", "gradient steps in fp32, or bf16: bfloat16 autocast for the forward and backward "
                             "passes, the weights and optimiser state stay fp32 (faster on CPUs with AVX512-BF16 or "
-                            "AMX and on GPUs; rollouts and evaluation stay fp32)", choices=("fp32", "bf16"))
+                            "AMX and on GPUs, 10-15x slower on CPUs without: the run warns; rollouts and evaluation "
+                            "stay fp32)", choices=("fp32", "bf16"))
 
 
 @dataclass(frozen=True)
