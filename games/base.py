@@ -92,6 +92,10 @@ class TextGame(AECEnv):
     #: Option sets worth testing and showing (registry-wide tests run every game in each of them).
     variants: ClassVar[tuple[dict[str, Any], ...]] = ({},)
 
+    #: Metrics that count things per episode (moves, rounds, ...), as opposed to rates, shares and scores:
+    #: learning curves keep them out of the panel of rates even when their means fall within [0, 1].
+    count_metrics: ClassVar[frozenset[str]] = frozenset()
+
     #: Moves longer than this are illegal (and clipped in the record).
     max_move_chars: ClassVar[int] = 4000
     #: What one role shows another is clipped to this many characters.

@@ -112,6 +112,14 @@ def test_scripted_players_make_legal_moves(variant):
         assert not illegal, illegal
 
 
+def test_count_metrics_name_metrics_the_game_reports(variant):
+    game_id, options = variant
+    reported = set()
+    for seed in range(5):
+        reported |= set(scripted_game(game_id, seed, **options).result.metrics)
+    assert set(games.get_spec(game_id).cls.count_metrics) <= reported
+
+
 def test_game_card_and_brief(game_id):
     spec = games.get_spec(game_id)
     assert len(spec.card) > 300 and spec.summary

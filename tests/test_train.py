@@ -257,3 +257,12 @@ def test_bf16_on_a_cpu_without_bf16_instructions_warns(monkeypatch, caplog):
     assert model_module.check_precision("fp32") is None and model_module.check_precision("bf16", "cuda") is None
     monkeypatch.setattr(model_module, "cpu_has_bf16", lambda: None)
     assert model_module.check_precision("bf16") is None
+
+
+def test_curves_keep_counts_out_of_the_rates_panel():
+    from arena.train.curves import _rates
+
+    evals = [{"iteration": i, "seats": {"solver": {"metrics": {"acc_t2": 0.1 * (i + 1), "illegal_moves": 0.5 / (i + 1),
+                                                               "messages": 4.0 + i, "rounds": 1.0}}}} for i in range(3)]
+    assert set(_rates(evals, "solver")) == {"acc_t2", "illegal_moves"}  # in [-1, 1] and changing
+    assert set(_rates(evals, "solver", counts={"illegal_moves"})) == {"acc_t2"}

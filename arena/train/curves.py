@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from pathlib import Path
 
 __all__ = ["plot_curves"]
@@ -10,7 +11,8 @@ __all__ = ["plot_curves"]
 PANELS = ("loss", "kl", "entropy", "zero_variance_share", "legal_rate")
 
 
-def plot_curves(out: str | Path) -> Path:
+def plot_curves(out: str | Path, counts: Collection[str] = ()) -> Path:
+    """Draw OUT/curves.png; ``counts`` names the game's metrics that are counts (never drawn as rates)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -25,7 +27,7 @@ def plot_curves(out: str | Path) -> Path:
     evals = json.loads(evals_path.read_text(encoding="utf-8"))["evaluations"] if evals_path.is_file() else []
     seats = sorted({seat for e in evals for seat in e["seats"]})
     eval_keys = [f"{seat}: {kind}" for seat in seats for kind in ("policy_score", "rates")
-                 if kind == "policy_score" or _rates(evals, seat)]
+                 if kind == "policy_score" or _rates(evals, seat, counts)]
     total = len(panels) + len(eval_keys)
     cols = 3
     rows_n = max(1, -(-total // cols))
@@ -43,7 +45,7 @@ def plot_curves(out: str | Path) -> Path:
             points = [(e["iteration"], e["seats"][seat]["policy_score"]) for e in evals if seat in e["seats"]]
             ax.plot(*zip(*points), marker="o", color="tab:green")
         else:
-            for name, points in _rates(evals, seat).items():
+            for name, points in _rates(evals, seat, counts).items():
                 ax.plot(*zip(*points), marker="o", linewidth=1, label=name)
             ax.legend(fontsize=6, loc="best")
         ax.set_title(f"held-out {key}", fontsize=9)
@@ -58,12 +60,13 @@ def plot_curves(out: str | Path) -> Path:
     return path
 
 
-def _rates(evals: list[dict], seat: str) -> dict[str, list[tuple[int, float]]]:
-    """The game's held-out metrics for a seat that are rates or differences of rates (every value in [-1, 1])."""
+def _rates(evals: list[dict], seat: str, counts: Collection[str] = ()) -> dict[str, list[tuple[int, float]]]:
+    """The game's held-out metrics for a seat that are rates or differences of rates (every value in [-1, 1],
+    and not one of the game's ``counts``) and that change."""
     series: dict[str, list[tuple[int, float]]] = {}
     for e in evals:
         for name, value in (e["seats"].get(seat) or {}).get("metrics", {}).items():
-            if isinstance(value, (int, float)):
+            if isinstance(value, (int, float)) and name not in counts:
                 series.setdefault(name, []).append((e["iteration"], float(value)))
     return {name: points for name, points in sorted(series.items())
             if all(-1.0 <= v <= 1.0 for _, v in points) and len({v for _, v in points}) > 1}

@@ -287,7 +287,7 @@ class TrainingSession:
             from arena.train.curves import plot_curves
 
             if (self.out / "metrics.jsonl").is_file():  # a run of zero iterations only evaluates
-                plot_curves(self.out)
+                plot_curves(self.out, self.game_class().count_metrics)
         except Exception as err:  # a plot must not lose a finished run
             log.warning("could not draw the learning curves: %s", err)
         if self._wandb is not None:

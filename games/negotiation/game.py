@@ -91,6 +91,7 @@ class NegotiationGame(TextGame):
     options_class = NegotiationOptions
     options: NegotiationOptions
     variants = ({}, {"objective": "coop"}, {"objective": "comp", "max_messages": 20})
+    count_metrics = frozenset({"illegal_moves", "messages"})
 
     def turn_limit(self) -> int:
         return self.options.max_messages

@@ -122,6 +122,7 @@ class RefineGame(TextGame):
     options_class = RefineOptions
     options: RefineOptions
     variants = ({}, {"protocol": "solver-critic-refiner"}, {"tasks": "word", "difficulty": 4, "correction_bonus": 10.0})
+    count_metrics = frozenset({"illegal_moves", "rounds"})
 
     def __init__(self, options: Any = None, render_mode: str | None = None, scorer: StepScorer | None = None,
                  **kwargs: Any):

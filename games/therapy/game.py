@@ -149,6 +149,7 @@ class TherapyGame(TextGame):
     options_class = TherapyOptions
     options: TherapyOptions
     variants = ({}, {"guidance": "patient", "decoder": "embedding"}, {"guidance": "none", "exchanges": 2})
+    count_metrics = frozenset({"illegal_moves", "therapist_turns", "exchanges", "extra_exchanges", "treatment_tries"})
 
     def __init__(self, options: Any = None, render_mode: str | None = None,
                  matcher: decoding.SymptomDecoder | None = None, **kwargs: Any):
