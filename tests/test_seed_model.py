@@ -12,7 +12,8 @@ from agents.sampling import SamplingConfig
 from agents.seed import SEED_MODEL_DIR
 from arena.batched import BatchedRollout, make_plans
 from arena.cli import app
-from arena.seed_model import EVAL_SEATS, LEGAL_BAR, in_data, load_seed_scenario, model_card
+from arena.seed_card import EVAL_SEATS, LEGAL_BAR, in_data, model_card
+from arena.seed_model import load_seed_scenario
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[1]
