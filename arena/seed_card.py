@@ -55,8 +55,11 @@ EVAL_SEATS: tuple[Seat, ...] = (
 LEGAL_BAR = 0.9
 
 
-def evaluate_model(path: str | Path, section: EvalSection, seats=EVAL_SEATS) -> list[dict[str, Any]]:
-    """Play the model against scripted players in each seat; legal-move rate and metrics per seat."""
+def evaluate_model(path: str | Path, section: EvalSection, seats=EVAL_SEATS,
+                   data: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Play the model against scripted players in each seat; legal-move rate and metrics per seat.
+
+    ``data`` is the build's data section: a held-out seat that it covers after all is reported as not held out."""
     from agents.hf import TransformersPolicy
     from agents.sampling import SamplingConfig
     from arena.selfplay import summarise
@@ -71,7 +74,8 @@ def evaluate_model(path: str | Path, section: EvalSection, seats=EVAL_SEATS) -> 
         summary = summarise(episodes)
         model_turns = [t for e in episodes for t in e.turns if t.role in seat.roles]
         rows.append({
-            "game": seat.game, "options": seat.options, "model_plays": list(seat.roles), "held_out": seat.held_out,
+            "game": seat.game, "options": seat.options, "model_plays": list(seat.roles),
+            "held_out": seat.held_out and not (data is not None and in_data(data, seat.game, seat.options)),
             "episodes": len(episodes), "model_legal_rate": sum(t.legal for t in model_turns) / max(1, len(model_turns)),
             "mean_scores": summary["mean_scores"], "metrics": summary.get("metrics", {}),
         })

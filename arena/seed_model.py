@@ -38,7 +38,7 @@ import torch
 
 from agents.chat_format import build_tokenizer, conversation_ids
 from arena.scenario import ScenarioError, Section, read_toml
-from arena.seed_card import evaluate_model, in_data, model_card
+from arena.seed_card import evaluate_model, model_card
 from arena.seed_data import DataSection, SlippingScripted, make_transcripts
 from arena.train.model import check_precision
 from games.options import Config, option
@@ -343,9 +343,7 @@ def finish_report(out: str | Path, scenario: SeedModelScenario,
         report["scenario_file"] = scenario_file
     (progress or (lambda stage, info: None))("eval", {})
     started = time.perf_counter()
-    report["evaluation"] = evaluate_model(out, scenario.eval)
-    for row in report["evaluation"]:  # a seat the data covers after all is not held out
-        row["held_out"] = row["held_out"] and not in_data(report["scenario"]["data"], row["game"], row["options"])
+    report["evaluation"] = evaluate_model(out, scenario.eval, data=report["scenario"]["data"])
     report["eval_minutes"] = (time.perf_counter() - started) / 60
     path.write_text(json.dumps(report, indent=1, default=str) + "\n", encoding="utf-8")
     (out / "README.md").write_text(model_card(report), encoding="utf-8")
