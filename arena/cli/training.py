@@ -18,7 +18,8 @@ from arena.cli.rating import _show_leaderboard
 def train_command(
     scenario_path: Path = typer.Argument(..., metavar="SCENARIO.toml", help="A training scenario file."),
     out: str | None = typer.Option(None, "--out", "-o", help="Output directory (overrides [run])."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run stored in the output directory."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run stored in the output directory; "
+                                "with --set it may raise the rounds or iterations to train longer."),
     no_wandb: bool = typer.Option(False, "--no-wandb", help="Do not log to Weights & Biases."),
     set_: list[str] | None = typer.Option(None, "--set", help="Change one scenario key, KEY.PATH=VALUE (a TOML "
                                           "value or a bare word; repeatable), e.g. game.options.objective=coop."),
@@ -145,6 +146,13 @@ def seed_model_command(
                     tasks[stage] = progress.add_task("training", total=info["of"], info="")
                 progress.update(tasks[stage], completed=info["step"],
                                 info=f"loss {info['loss']:.3f} · {info['tokens_per_s']:,.0f} tok/s")
+            elif stage == "data" and not err_console.is_terminal:
+                # the transcripts take minutes on a large build: a line per quarter of each mix in a log file
+                key, quarter = f"data {info['what']}", 4 * info["done"] // max(1, info["of"])
+                if quarter > tasks.get(key, 0):
+                    tasks[key] = quarter
+                    progress.console.print(f"data {info['what']}: {info['done']}/{info['of']} scripted episodes",
+                                           highlight=False, soft_wrap=True)
             elif stage == "data":
                 key = f"data {info['what']}"
                 if key not in tasks:
