@@ -216,6 +216,31 @@ def test_kill_9_and_resume_continues_the_same_run(tmp_path, tiny_model_dir):
     assert [r["loss"] for r in rows(broken)] == [r["loss"] for r in rows(whole)]
 
 
+
+def test_resume_can_raise_the_iterations_to_train_longer(tmp_path, tiny_model_dir):
+    """A finished 2-iteration run, resumed with iterations = 4, ends exactly where a 4-iteration run ends."""
+    path = _scenario(tmp_path, tiny_model_dir, PG.replace("iterations = 3", "iterations = 2"))
+    short, whole = tmp_path / "short", tmp_path / "whole"
+    args = lambda out, *more: ["train", str(path), "--out", str(out), "--no-wandb", *more]
+    assert runner.invoke(app, args(short)).exit_code == 0
+    result = runner.invoke(app, args(short, "--resume", "--set", "algorithm.iterations=4"))
+    assert result.exit_code == 0, result.output
+    assert runner.invoke(app, args(whole, "--set", "algorithm.iterations=4")).exit_code == 0
+    assert _digest(short / "final") == _digest(whole / "final")
+    rows = lambda d: [json.loads(line) for line in (d / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in rows(short)] == [1, 2, 3, 4]
+    assert [r["loss"] for r in rows(short)] == [r["loss"] for r in rows(whole)]
+    evals = json.loads((short / "eval.json").read_text())  # the short run's last evaluation is now one on the way
+    assert [(r["label"], r["iteration"]) for r in evals["evaluations"]] == [("before", 0), ("during", 2),
+                                                                            ("after", 4)]
+    assert evals["after"]["seats"] == json.loads((whole / "eval.json").read_text())["after"]["seats"]
+    # lowering it, or changing anything else, is refused and leaves the run as it was
+    result = runner.invoke(app, args(short, "--resume", "--set", "algorithm.iterations=3"))
+    assert result.exit_code == 2 and "not lower" in result.output
+    result = runner.invoke(app, args(short, "--resume", "--set", "algorithm.learning_rate=0.5"))
+    assert result.exit_code == 2 and "different settings (algorithm_config)" in result.output
+    assert [r["iteration"] for r in rows(short)] == [1, 2, 3, 4]
+
 def test_above_mean_by_setup_compares_plays_of_one_setup():
     """A side on a set-up that suits it (high scores for every play) is kept only if it beat its own set-up."""
     def seq(seed, score):

@@ -20,7 +20,7 @@ The loss is the negative log-likelihood of the role's own (sampled) tokens.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -37,6 +37,7 @@ __all__ = ["FilteredBCConfig", "run", "select"]
 
 @dataclass(frozen=True)
 class FilteredBCConfig(Section):
+    extendable: ClassVar[tuple[str, ...]] = ("rounds",)  # `--resume` may raise it to train longer
     rounds: int = option(4, "play-filter-fine-tune rounds", min=1)
     episodes_per_round: int = option(256, "episodes played per round", min=1)
     group_size: int = option(1, "plays of each set-up per round; 2 or more: above-mean compares a side with "

@@ -19,7 +19,7 @@ roles (self-play) gets role-conditioned baselines:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -35,6 +35,7 @@ __all__ = ["PGConfig", "run"]
 
 @dataclass(frozen=True)
 class PGConfig(Section):
+    extendable: ClassVar[tuple[str, ...]] = ("iterations",)  # `--resume` may raise it to train longer
     estimator: str = option("rloo", "advantage estimator", choices=("reinforce", "rloo", "grpo"))
     iterations: int = option(100, "optimiser steps (each on freshly played episodes)", min=1)
     groups: int = option(16, "set-ups played per iteration", min=1)

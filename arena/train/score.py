@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from arena.scenario import Section
 from arena.train.model import pg_loss
@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class SCoReConfig(Section):
+    extendable: ClassVar[tuple[str, ...]] = ("stage2_iterations",)  # `--resume` may raise it to train longer
     stage1_iterations: int = option(20, "stage I optimiser steps", min=0)
     stage2_iterations: int = option(40, "stage II optimiser steps", min=0)
     groups: int = option(16, "tasks per iteration", min=1)

@@ -2,7 +2,8 @@
 
 A :class:`TrainingSession` owns the output directory::
 
-    OUT/train.json            the scenario's settings (a resumed run must match them)
+    OUT/train.json            the scenario's settings (a resumed run must match them, but may raise
+                              the number of rounds or iterations to train longer)
     OUT/metrics.jsonl         one line per iteration (loss, rewards, KL, entropy, collapse signals, speed)
     OUT/eval.json             held-out evaluation before, between and after iterations
     OUT/checkpoints/iter-N/   save_pretrained model + trainer_state.pt (optimizer, RNG, position)
@@ -84,6 +85,8 @@ class TrainingSession:
                                  "choose another --out")
             stored = json.loads(meta.read_text(encoding="utf-8"))
             different = sorted(k for k in set(stored) | set(info) if stored.get(k) != info.get(k))
+            if different == ["algorithm_config"] and self._extends(stored["algorithm_config"]):
+                different = []
             if different:
                 raise TrainError(f"{self.out} was trained with different settings ({', '.join(different)}); "
                                  "use another --out")
@@ -91,6 +94,33 @@ class TrainingSession:
             raise TrainError(f"nothing to resume in {self.out} (no train.json)")
         self.out.mkdir(parents=True, exist_ok=True)
         meta.write_text(json.dumps(info, indent=1, default=str) + "\n", encoding="utf-8")
+
+    def _extends(self, stored: dict[str, Any]) -> bool:
+        """Whether the scenario only raises the stored run's length (its algorithm's ``extendable`` fields,
+        such as filtered BC's ``rounds``): then ``--resume`` trains on from the last checkpoint, exactly as a run
+        started with the larger number would have done. Lowering it is refused."""
+        from arena.train.algorithms import config_class
+
+        cls = config_class(self.scenario.algorithm)
+        old = cls.from_mapping(stored, source="the stored run's [algorithm]")
+        new = cls.from_mapping(self.scenario.algorithm_config, source="[algorithm]")
+        changed = [f for f in old.__dataclass_fields__ if getattr(old, f) != getattr(new, f)]
+        if not changed or any(f not in getattr(cls, "extendable", ()) for f in changed):
+            return False
+        if any(getattr(new, f) < getattr(old, f) for f in changed):
+            raise TrainError(f"{self.out}: --resume can raise {', '.join(changed)} to train longer, not lower it "
+                             f"({', '.join(f'{getattr(old, f)} -> {getattr(new, f)}' for f in changed)})")
+        log.info("extending %s: %s", self.out,
+                 ", ".join(f"{f} {getattr(old, f)} -> {getattr(new, f)}" for f in changed))
+        path = self.out / "eval.json"  # the old run's final evaluation is one along the way now
+        if path.is_file():
+            history = json.loads(path.read_text(encoding="utf-8"))
+            for r in history["evaluations"]:
+                if r["label"] == "after":
+                    r["label"] = "during"
+            history["after"] = None
+            _atomic_write(path, json.dumps(history, indent=1) + "\n")
+        return True
 
     def _start_wandb(self) -> Any:
         mode = os.environ.get("WANDB_MODE") or self.scenario.run.wandb
