@@ -1,5 +1,8 @@
 """Every scenario shipped in scenarios/ loads with its command's loader: a renamed option cannot rot one."""
 
+import json
+import re
+import shlex
 from pathlib import Path
 
 import pytest
@@ -10,7 +13,8 @@ from arena.seed_model import load_seed_scenario
 from arena.tournament import load_tournament
 from arena.train.scenario import load_train_scenario
 
-SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
+ROOT = Path(__file__).resolve().parent.parent
+SCENARIOS = ROOT / "scenarios"
 LOADERS = {"selfplay-": load_selfplay, "train-": load_train_scenario, "tournament": load_tournament,
            "seed-model": load_seed_scenario}
 
@@ -66,3 +70,46 @@ def test_set_overrides_change_a_scenario_before_it_is_checked():
         load_train_scenario(path, overrides={"algorithm.rounds.x": 1})
     with pytest.raises(ScenarioError, match="not a key path"):
         load_train_scenario(path, overrides={"algorithm..rounds": 1})
+
+
+def _documented_train_commands() -> list[list[str]]:
+    """The `arena train` commands in docs/results.md's bash blocks (continuations joined, comments dropped)."""
+    text = (ROOT / "docs" / "results.md").read_text(encoding="utf-8")
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", text, re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            words = shlex.split(line.split("#")[0])
+            if words[:2] == ["arena", "train"]:
+                commands.append(words[2:])
+    return commands
+
+
+def _resolved(info: dict) -> dict:
+    """A run's settings with the algorithm's defaults filled in (``top_fraction`` only matters for top-k)."""
+    from arena.train.algorithms import config_class
+
+    config = vars(config_class(info["algorithm"]).from_mapping(info["algorithm_config"], source="[algorithm]"))
+    if config.get("filter", "top-k") != "top-k":
+        config.pop("top_fraction")
+    return {**info, "algorithm_config": config}
+
+
+def test_documented_results_come_from_their_commands():
+    """Each command in docs/results.md loads, and where its --out names a folder of docs/results/, the
+    settings stored with that run (train.json) are the ones the command gives: the scenario files cannot
+    drift from the figures documented for them."""
+    from arena.cli.training import _toml_value
+
+    commands = _documented_train_commands()
+    assert len(commands) >= 5
+    checked = 0
+    for words in commands:
+        sets = dict(words[i + 1].split("=", 1) for i, w in enumerate(words) if w == "--set")
+        out = words[words.index("--out") + 1]
+        scenario = load_train_scenario(ROOT / words[0], out, {k: _toml_value(v) for k, v in sets.items()})
+        stored = ROOT / "docs" / "results" / Path(out).name / "train.json"
+        if stored.is_file():
+            given = json.loads(json.dumps(scenario.info(), default=str))
+            assert _resolved(json.loads(stored.read_text(encoding="utf-8"))) == _resolved(given), " ".join(words)
+            checked += 1
+    assert checked >= 5
