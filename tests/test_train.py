@@ -230,6 +230,8 @@ def test_resume_can_raise_the_iterations_to_train_longer(tmp_path, tiny_model_di
     rows = lambda d: [json.loads(line) for line in (d / "metrics.jsonl").read_text().splitlines()]
     assert [r["iteration"] for r in rows(short)] == [1, 2, 3, 4]
     assert [r["loss"] for r in rows(short)] == [r["loss"] for r in rows(whole)]
+    minutes = [r["minutes"] for r in rows(short)]  # training time counts on across the resume
+    assert minutes == sorted(minutes) and minutes[2] > minutes[1]
     evals = json.loads((short / "eval.json").read_text())  # the short run's last evaluation is now one on the way
     assert [(r["label"], r["iteration"]) for r in evals["evaluations"]] == [("before", 0), ("during", 2),
                                                                             ("after", 4)]

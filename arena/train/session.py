@@ -302,6 +302,10 @@ class TrainingSession:
         random.setstate(saved["rng"]["python"])
         self.iteration = saved["iteration"]
         self._trim_metrics(self.iteration)
+        rows = (self.out / "metrics.jsonl").read_text(encoding="utf-8").splitlines() \
+            if (self.out / "metrics.jsonl").is_file() else []
+        if rows:  # `minutes` counts on from where the run stopped: a resumed run's training time adds up
+            self.started -= 60 * json.loads(rows[-1])["minutes"]
         log.info("resumed from %s (iteration %d)", pointer["path"], self.iteration)
         return saved["state"]
 
