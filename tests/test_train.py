@@ -216,7 +216,6 @@ def test_kill_9_and_resume_continues_the_same_run(tmp_path, tiny_model_dir):
     assert [r["loss"] for r in rows(broken)] == [r["loss"] for r in rows(whole)]
 
 
-
 def test_resume_can_raise_the_iterations_to_train_longer(tmp_path, tiny_model_dir):
     """A finished 2-iteration run, resumed with iterations = 4, ends exactly where a 4-iteration run ends."""
     path = _scenario(tmp_path, tiny_model_dir, PG.replace("iterations = 3", "iterations = 2"))

@@ -20,6 +20,7 @@ uninterrupted run would have done.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -104,7 +105,7 @@ class TrainingSession:
         cls = config_class(self.scenario.algorithm)
         old = cls.from_mapping(stored, source="the stored run's [algorithm]")
         new = cls.from_mapping(self.scenario.algorithm_config, source="[algorithm]")
-        changed = [f for f in old.__dataclass_fields__ if getattr(old, f) != getattr(new, f)]
+        changed = [f.name for f in dataclasses.fields(old) if getattr(old, f.name) != getattr(new, f.name)]
         if not changed or any(f not in getattr(cls, "extendable", ()) for f in changed):
             return False
         if any(getattr(new, f) < getattr(old, f) for f in changed):
