@@ -242,13 +242,15 @@ class TrainingSession:
             self._wandb.log({k: v for k, v in row.items() if isinstance(v, (int, float))}, step=self.iteration)
         self.say("iteration", row)
 
-    def _trim_metrics(self, last_iteration: int) -> None:
+    def _trim_metrics(self, last_iteration: int) -> list[str]:
+        """Drop the metrics of iterations after ``last_iteration`` (and a torn last line); return the rows kept."""
         path = self.out / "metrics.jsonl"
         if not path.is_file():
-            return
+            return []
         keep = [line for line in path.read_text(encoding="utf-8").splitlines()
                 if line.strip() and line.endswith("}") and json.loads(line)["iteration"] <= last_iteration]
         _atomic_write(path, "".join(line + "\n" for line in keep))
+        return keep
 
     # ------------------------------------------------------------------ the algorithms' loop
     def start(self, learning_rate: float, state: dict[str, Any]) -> torch.optim.Optimizer:
@@ -302,9 +304,7 @@ class TrainingSession:
         np.random.set_state(saved["rng"]["numpy"])
         random.setstate(saved["rng"]["python"])
         self.iteration = saved["iteration"]
-        self._trim_metrics(self.iteration)
-        rows = (self.out / "metrics.jsonl").read_text(encoding="utf-8").splitlines() \
-            if (self.out / "metrics.jsonl").is_file() else []
+        rows = self._trim_metrics(self.iteration)
         if rows:  # `minutes` counts on from where the run stopped: a resumed run's training time adds up
             self.started -= 60 * json.loads(rows[-1])["minutes"]
         log.info("resumed from %s (iteration %d)", pointer["path"], self.iteration)
