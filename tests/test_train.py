@@ -162,6 +162,22 @@ def test_filtered_bc_from_stored_episodes_lowers_the_loss(tmp_path, tiny_model_d
     assert rows[-1]["loss"] < rows[0]["loss"] and rows[0]["kept"] > 0
 
 
+@pytest.mark.parametrize("lengths", ["algorithm.iterations=0", "algorithm.rounds=0",
+                                     "algorithm.stage1_iterations=0 algorithm.stage2_iterations=0"])
+def test_zero_iterations_only_evaluate_the_starting_model_once(tmp_path, tiny_model_dir, lengths):
+    algorithm = {"iterations": PG, "rounds": 'name = "filtered-bc"\nrounds = 2', "stage1_iterations": SCORE}
+    path = _scenario(tmp_path, tiny_model_dir, algorithm[lengths.split("=")[0].split(".")[1]])
+    out = tmp_path / "eval-only"
+    sets = [arg for pair in lengths.split() for arg in ("--set", pair)]
+    result = runner.invoke(app, ["train", str(path), "--out", str(out), "--no-wandb", *sets])
+    assert result.exit_code == 0, result.output
+    assert "no training iteration ran, the same model as 'before'" in result.output
+    evals = json.loads((out / "eval.json").read_text())
+    assert [e["label"] for e in evals["evaluations"]] == ["before", "after"], "played once, not twice"
+    assert evals["after"]["same_as"] == "before" and evals["after"]["seats"] == evals["before"]["seats"]
+    assert _digest(out / "final") == _digest(tiny_model_dir), "nothing was trained"
+
+
 @pytest.mark.parametrize("algorithm,message", [
     ('name = "ppo"', "one of filtered-bc, pg, score"),
     ('name = "pg"\nitertions = 3', "Did you mean 'iterations'"),

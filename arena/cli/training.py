@@ -50,6 +50,10 @@ def train_command(
             for warning in info.get("warnings", []):
                 err_console.print(Text(f"warning: {warning}", style="yellow"))
         elif event == "eval":
+            if info.get("same_as"):
+                console.print(Text(f"eval ({info['label']}): no training iteration ran, the same model as "
+                                   f"'{info['same_as']}'", style="cyan"), highlight=False, soft_wrap=True)
+                return
             for seat, row in info["seats"].items():
                 console.print(Text(f"eval ({info['label']}, it {info['iteration']}) {seat} vs {row['opponents']}: "
                                    f"score {row['policy_score']:.3f} ± {row.get('policy_score_se', 0.0):.3f} (s.e.), "

@@ -38,7 +38,7 @@ __all__ = ["FilteredBCConfig", "run", "select"]
 @dataclass(frozen=True)
 class FilteredBCConfig(Section):
     extendable: ClassVar[tuple[str, ...]] = ("rounds",)  # `--resume` may raise it to train longer
-    rounds: int = option(4, "play-filter-fine-tune rounds", min=1)
+    rounds: int = option(4, "play-filter-fine-tune rounds (0: only evaluate the starting model)", min=0)
     episodes_per_round: int = option(256, "episodes played per round", min=1)
     group_size: int = option(1, "plays of each set-up per round; 2 or more: above-mean compares a side with "
                                 "the other plays of its own set-up", min=1)
@@ -98,4 +98,4 @@ def run(session: TrainingSession, config: FilteredBCConfig, state: dict[str, Any
             metrics.update(_episode_metrics(session, episodes))
         session.log_metrics(metrics)
         session.end_iteration(config.rounds, optimizer, state)
-    session.evaluate("after")
+    session.evaluate_after()

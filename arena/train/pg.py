@@ -37,7 +37,8 @@ __all__ = ["PGConfig", "run"]
 class PGConfig(Section):
     extendable: ClassVar[tuple[str, ...]] = ("iterations",)  # `--resume` may raise it to train longer
     estimator: str = option("rloo", "advantage estimator", choices=("reinforce", "rloo", "grpo"))
-    iterations: int = option(100, "optimiser steps (each on freshly played episodes)", min=1)
+    iterations: int = option(100, "optimiser steps, each on freshly played episodes (0: only evaluate the "
+                                  "starting model)", min=0)
     groups: int = option(16, "set-ups played per iteration", min=1)
     group_size: int = option(4, "episodes per set-up (rloo and grpo need at least 2)", min=1)
     learning_rate: float = option(5e-5, "AdamW learning rate", min=0.0)
@@ -80,7 +81,7 @@ def run(session: TrainingSession, config: PGConfig, state: dict[str, Any] | None
         metrics["warnings"] = collapse_warnings(metrics, state["first"])
         session.log_metrics(metrics)
         session.end_iteration(config.iterations, optimizer, state)
-    session.evaluate("after")
+    session.evaluate_after()
 
 
 def _episode_metrics(session: TrainingSession, episodes) -> dict[str, float]:

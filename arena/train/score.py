@@ -103,7 +103,7 @@ def run(session: TrainingSession, config: SCoReConfig, state: dict[str, Any] | N
         metrics["warnings"] = collapse_warnings(metrics, state["first"])
         session.log_metrics(metrics)
         session.end_iteration(total, optimizer, state)
-    session.evaluate("after")
+    session.evaluate_after()
 
 
 def _flat_second_attempts(seqs, values) -> float:

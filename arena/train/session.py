@@ -211,6 +211,20 @@ class TrainingSession:
         self.say("eval", result)
         return result
 
+    def evaluate_after(self) -> dict[str, Any]:
+        """The final evaluation. A run that trained no iteration (0 rounds or iterations: an evaluation-only run)
+        still has the model it started with, so its "before" evaluation is written again as "after"
+        (``"same_as": "before"``) instead of being played a second time."""
+        if self.iteration == 0:
+            path = self.out / "eval.json"
+            before = json.loads(path.read_text(encoding="utf-8")).get("before") if path.is_file() else None
+            if before is not None and before["iteration"] == 0:
+                result = {**before, "label": "after", "same_as": "before", "seconds": 0.0}
+                self._append_eval(result)
+                self.say("eval", result)
+                return result
+        return self.evaluate("after")
+
     def _append_eval(self, result: dict[str, Any]) -> None:
         path = self.out / "eval.json"
         history = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {"evaluations": []}
