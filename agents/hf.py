@@ -3,7 +3,10 @@
 Prompts are rendered with the tokenizer's chat template, left-padded and run
 as one batch; generation is a plain KV-cached loop that samples each row with
 its own seeded uniform stream (see :mod:`agents.sampling`), stops each row at
-its end-of-turn token, and drops finished rows from the batch. Every
+its end-of-turn token, and drops finished rows from the batch. The tokens all
+prompts of a batch begin with (a game's rules, the chat template's header) are
+run once and their KV cache shared by every row, and the prompt pass computes
+logits for the last position only. Every
 completion carries the sampled token ids and their log-probabilities, so
 training uses exactly the tokens the model produced.
 """
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -66,6 +70,7 @@ class GenerationStats:
 
     def __init__(self) -> None:
         self.calls = self.requests = self.prompt_tokens = self.completion_tokens = 0
+        self.shared_prompt_tokens = 0  # prompt tokens not run again: a batch's common prefix, after its first row
         self.seconds = 0.0
 
     def as_dict(self) -> dict[str, float]:
@@ -84,6 +89,7 @@ class TransformersPolicy(Policy):
         dtype: str = "float32",
         device: str | None = None,
         max_batch_size: int = 64,
+        share_prefix: bool = True,
         model: Any = None,
         tokenizer: Any = None,
     ):
@@ -94,6 +100,7 @@ class TransformersPolicy(Policy):
         self.model, self.tokenizer = model, tokenizer
         self.device = next(model.parameters()).device
         self.max_batch_size = max_batch_size
+        self.share_prefix = share_prefix
         self.max_length = int(getattr(model.config, "max_position_embeddings", 2048) or 2048)
         self.stop_ids = self._stop_ids()
         self.pad_id = tokenizer.pad_token_id
@@ -106,6 +113,7 @@ class TransformersPolicy(Policy):
         eos = tokenizer.eos_token_id
         self.end_ids = [int(eos)] if eos is not None else []
         self._cache_key = _cache_keyword(model)
+        self._last_only = _last_logits_keyword(model)
 
     def _stop_ids(self) -> set[int]:
         ids = set()
@@ -179,26 +187,16 @@ class TransformersPolicy(Policy):
         text = self.tokenizer.decode(body, skip_special_tokens=True)
         return Completion(text=text, token_ids=ids, logprobs=logprobs, prompt_token_ids=prompt, finish_reason=reason)
 
+    #: A batch's common prefix is run once and shared only when it is at least this many tokens.
+    MIN_SHARED_PREFIX = 16
+
     @torch.no_grad()
     def _generate_batch(self, prompts: list[list[int]], seeds: list[int], stop_early: bool = True
                         ) -> list[tuple[list[int], list[float], str]]:
         """Sample up to ``max_new_tokens`` for each prompt (``stop_early=False`` ignores end tokens: benchmarks)."""
         n, steps = len(prompts), self.sampling.max_new_tokens
-        width = max(map(len, prompts))
-        ids = torch.full((n, width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((n, width), dtype=torch.long)
-        for row, p in enumerate(prompts):
-            ids[row, width - len(p):] = torch.tensor(p, dtype=torch.long)
-            mask[row, width - len(p):] = 1
-        ids, mask = ids.to(self.device), mask.to(self.device)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
         uniforms = request_uniforms(seeds, steps).to(self.device)
-        from transformers import DynamicCache
-
-        cache = DynamicCache()
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
-                         **{self._cache_key: cache})
-        logits = out.logits[:, -1]
+        cache, logits, mask, positions = self._prefill(prompts)
         active = list(range(n))  # batch row -> request index
         tokens_out: list[list[int]] = [[] for _ in range(n)]
         logprobs_out: list[list[float]] = [[] for _ in range(n)]
@@ -228,6 +226,42 @@ class TransformersPolicy(Policy):
             logits = out.logits[:, -1]
         return [(tokens_out[i], logprobs_out[i], reasons[i]) for i in range(n)]
 
+    def _prefill(self, prompts: list[list[int]]) -> tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Run the prompts through the model: the KV cache, each row's next-token logits, mask and positions.
+
+        Rows are left-padded. The tokens every prompt begins with (at least ``MIN_SHARED_PREFIX``, and
+        at least one token of each prompt left over) are run once, as a batch of one, and that cache is
+        repeated for every row; the rest of each prompt follows it, padded on the left of its own part:
+        ``[shared prefix][pad][rest]``, the padding masked out and positions counted over real tokens.
+        """
+        from transformers import DynamicCache
+
+        n = len(prompts)
+        shared = len(os.path.commonprefix(prompts)) if self.share_prefix and n > 1 else 0
+        shared = min(shared, min(map(len, prompts)) - 1)
+        if shared < self.MIN_SHARED_PREFIX:
+            shared = 0
+        rests = [p[shared:] for p in prompts]
+        width = max(map(len, rests))
+        ids = torch.full((n, width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((n, shared + width), dtype=torch.long)
+        mask[:, :shared] = 1
+        for row, rest in enumerate(rests):
+            ids[row, width - len(rest):] = torch.tensor(rest, dtype=torch.long)
+            mask[row, shared + width - len(rest):] = 1
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, shared:]
+        cache = DynamicCache()
+        last = {self._last_only: 1} if self._last_only else {}
+        if shared:
+            head = torch.tensor([prompts[0][:shared]], dtype=torch.long, device=self.device)
+            self.model(input_ids=head, use_cache=True, **last, **{self._cache_key: cache})
+            cache.batch_repeat_interleave(n)
+            self.stats.shared_prompt_tokens += shared * (n - 1)
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                         **last, **{self._cache_key: cache})
+        return cache, out.logits[:, -1], mask, positions
+
 
 def _cache_keyword(model: Any) -> str:
     """The forward() keyword for the KV cache: ``cache`` in newer transformers, ``past_key_values`` before."""
@@ -237,3 +271,16 @@ def _cache_keyword(model: Any) -> str:
     except (TypeError, ValueError):
         return "past_key_values"
     return "cache" if "cache" in params else "past_key_values"
+
+
+def _last_logits_keyword(model: Any) -> str | None:
+    """The forward() keyword that limits logits to the last positions, if the model has one."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    try:
+        params = inspect.signature(base.forward).parameters
+    except (TypeError, ValueError):
+        return None
+    for name in ("logits_to_keep", "num_logits_to_keep"):
+        if name in params:
+            return name
+    return None

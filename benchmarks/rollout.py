@@ -8,7 +8,10 @@ episodes played twice: at concurrency 64 and at concurrency 1. Printed:
   one-at-a-time generation, with prompts of the rollout's mean prompt length
   and the rollout's mean completion length;
 * the rollout ratio as a share of the raw ratio (target: at least 80%);
-* the share of wall time spent outside model calls (target: at most 10%).
+* the share of wall time spent outside model calls (target: at most 10%);
+* concurrency 64 again with the shared-prefix prefill off (every row runs its
+  whole prompt): the speed-up of running a batch's common prefix once, and the
+  share of prompt tokens it saves.
 
     python benchmarks/rollout.py [--game negotiation-v0] [--episodes 64] [--model PATH]
 """
@@ -38,11 +41,13 @@ def rollout(policy: TransformersPolicy, game: str, episodes: int, concurrency: i
     after = policy.stats.as_dict()
     tokens = after["completion_tokens"] - before["completion_tokens"]
     prompts = after["prompt_tokens"] - before["prompt_tokens"]
+    shared = after["shared_prompt_tokens"] - before["shared_prompt_tokens"]
     requests = after["requests"] - before["requests"]
     return {
         "episodes": len(done), "wall": wall, "eps_per_s": len(done) / wall, "tokens_per_s": tokens / wall,
         "outside": runner.stats.outside_model_share, "mean_prompt": prompts / max(1, requests),
         "mean_completion": tokens / max(1, requests), "legal": runner.stats.legal_rate,
+        "shared": shared / max(1, prompts),
     }
 
 
@@ -80,6 +85,9 @@ def main() -> None:
     print(f"model {path} · game {args.game} · {args.episodes} episodes · torch threads {torch.get_num_threads()}")
     wide = rollout(policy, args.game, args.episodes, 64)
     narrow = rollout(policy, args.game, args.episodes, 1)
+    policy.share_prefix = False
+    unshared = rollout(policy, args.game, args.episodes, 64)
+    policy.share_prefix = True
     prompt_len, new_tokens = round(wide["mean_prompt"]), max(1, round(wide["mean_completion"]))
     batched, single = raw_ratio(policy, prompt_len, new_tokens, 64)
 
@@ -94,6 +102,10 @@ def main() -> None:
     share = (wide["tokens_per_s"] / narrow["tokens_per_s"]) / (batched / single)
     print(f"rollout ratio / raw ratio (tokens/s): {share:.0%}  (target >= 80%)")
     print(f"share of wall time outside model calls at concurrency 64: {wide['outside']:.1%}  (target <= 10%)")
+    print(f"\nshared-prefix prefill at concurrency 64: {wide['shared']:.0%} of prompt tokens run once per batch; "
+          f"{unshared['wall']:.1f} s without it, {wide['wall']:.1f} s with it: "
+          f"{unshared['wall'] / wide['wall']:.2f}x faster "
+          f"(legal-move rate {unshared['legal']:.1%} vs {wide['legal']:.1%})")
 
 
 if __name__ == "__main__":

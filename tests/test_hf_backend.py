@@ -151,3 +151,30 @@ def test_conversation_tokens_spans_and_fallback(policy):
     assert ids[spans[1][1]:] == [tok.eos_token_id], "a turn cut at the length limit is closed, not trained on"
     _, spans, exact = conversation_tokens(tok, messages, [sampled[0], None])
     assert not exact and spans == []
+
+
+def _shared_rules_request(text, seed):
+    rules = "Rules: split 3 books, 2 hats and 1 ball; propose with [propose] and accept with [accept]. " * 3
+    messages = [{"role": "system", "content": rules}, {"role": "user", "content": text}]
+    return TurnRequest(game="negotiation-v0", role="player_0", messages=messages, observation={"text": text},
+                       options=None, episode="e", turn=0, seed=seed)
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_a_shared_prompt_prefix_is_run_once_and_samples_the_same(tiny_model_dir, temperature):
+    """Rows that begin alike share one prefill of the common prefix; the samples are those of full prompts."""
+    requests = [_shared_rules_request("Partner: " + "books " * n, seed=10 + n) for n in range(1, 9)]
+    sampling = SamplingConfig(temperature=temperature, max_new_tokens=12)
+    shared = TransformersPolicy("hf:tiny", tiny_model_dir, sampling)
+    whole = TransformersPolicy("hf:tiny", tiny_model_dir, sampling, share_prefix=False)
+    a, b = shared.generate(requests), whole.generate(requests)
+    assert shared.stats.shared_prompt_tokens >= 7 * shared.MIN_SHARED_PREFIX and whole.stats.shared_prompt_tokens == 0
+    for x, y in zip(a, b):
+        assert x.token_ids == y.token_ids and x.prompt_token_ids == y.prompt_token_ids
+        assert x.logprobs == pytest.approx(y.logprobs, abs=1e-4)
+    alone = whole.generate([requests[3]])[0]  # and as the row would sample on its own
+    assert a[3].token_ids == alone.token_ids
+    # identical prompts: all but the last token are shared; each row still samples its own stream
+    same = shared.generate([_shared_rules_request("Partner: hats", seed=s) for s in (1, 2)])
+    assert same[0].prompt_token_ids == same[1].prompt_token_ids
+    assert same[0].token_ids == whole.generate([_shared_rules_request("Partner: hats", seed=1)])[0].token_ids
