@@ -102,3 +102,31 @@ def test_text_only_turns_fall_back_to_the_tokenised_text(tokenizer):
     seq = role_sequences(episode, ["player_1"], tokenizer)[0]
     assert not seq.exact and len(seq.spans) == 2
     assert tokenizer.decode(seq.ids[seq.spans[0][0]:seq.spans[0][1]]) == "Deal?<|end|>"
+
+
+def test_token_stats_on_the_trained_positions_only_equal_the_full_computation(tiny_model_dir, tokenizer):
+    """Logits only where some row predicts a trained token: the same log-probs, entropies, KL and loss."""
+    from agents.sampling import SamplingConfig
+    from arena.train.model import TrainableModel
+
+    model = TrainableModel(tiny_model_dir, "hf:tiny", SamplingConfig())
+    episode, sampled = _hand_made_episode(tokenizer)
+    seqs = role_sequences(episode, ["player_0", "player_1"], tokenizer, [tokenizer.eos_token_id])
+    for s in seqs:
+        s.advantages = [1.0, -2.0]
+    batch = collate(seqs, tokenizer.pad_token_id)
+    with torch.no_grad():  # nudge the policy away from its reference so that the KL is not zero
+        next(iter(model.parameters())).add_(0.01)
+    cut = model.token_stats(batch, with_reference=True)
+    assert model._keep_keyword and cut.columns is not None
+    assert len(cut.columns) < batch.target.shape[1] - 1, "prompt positions are left out"
+    model._keep_keyword = None
+    full = model.token_stats(batch, with_reference=True)
+    assert full.columns is None
+    mask = full.mask
+    assert int(cut.mask.sum()) == int(mask.sum()) == sum(len(t) for ids in sampled.values() for t in ids)
+    for name in ("logp", "entropy", "ref_logp"):
+        assert getattr(cut, name)[cut.mask].tolist() == pytest.approx(getattr(full, name)[mask].tolist(), abs=1e-5)
+    for loss_fn in (lambda st: pg_loss(st, batch, beta=0.1), bc_loss):
+        (a, ma), (b, mb) = loss_fn(cut), loss_fn(full)
+        assert float(a) == pytest.approx(float(b), abs=1e-5) and ma == pytest.approx(mb, abs=1e-5)

@@ -64,12 +64,21 @@ class LoraSettings:
 
 @dataclass
 class TokenStats:
-    """Per-position log-probabilities under the policy (and the reference), entropies, and the target mask."""
+    """Per-position log-probabilities under the policy (and the reference), entropies, and the target mask.
+
+    ``columns``: the positions of the batch (in ``target[:, :-1]``'s frame) these tensors hold, when only
+    the positions that predict a trained token in some row were computed; None when they hold all.
+    """
 
     logp: torch.Tensor
     entropy: torch.Tensor
     mask: torch.Tensor
     ref_logp: torch.Tensor | None = None
+    columns: torch.Tensor | None = None
+
+    def select(self, per_position: torch.Tensor) -> torch.Tensor:
+        """A batch tensor of per-position values (``[:, :-1]`` frame) cut to the positions held here."""
+        return per_position if self.columns is None else per_position[:, self.columns.to(per_position.device)]
 
 
 class TrainableModel:
@@ -102,6 +111,8 @@ class TrainableModel:
         self.policy = TransformersPolicy(spec, path, sampling, model=model, tokenizer=tokenizer,
                                          max_batch_size=max_batch_size)
         self.pad_id = tokenizer.pad_token_id
+        # transformers' keyword for computing logits at given positions only (older releases lack a tensor form)
+        self._keep_keyword = "logits_to_keep" if self.policy._last_only == "logits_to_keep" else None
 
     @property
     def end_ids(self) -> list[int]:
@@ -123,24 +134,38 @@ class TrainableModel:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
 
     def token_stats(self, batch: Batch, with_reference: bool = False) -> TokenStats:
-        """Log-probabilities of each next token (and entropy of each next-token distribution)."""
+        """Log-probabilities of each next token (and entropy of each next-token distribution).
+
+        Only the positions that predict a trained token in some row get logits (prompts and the other
+        roles' turns are most of a sequence), when the model can limit its logits to given positions.
+        """
         self.model.train()
         ids = batch.input_ids.to(self.device)
         attention = batch.attention.to(self.device)
+        mask = batch.target[:, :-1].to(self.device)
+        columns, keep = None, {}
+        if self._keep_keyword is not None:
+            columns = mask.any(0).nonzero().squeeze(-1)
+            keep = {self._keep_keyword: columns}
         with self._autocast():
-            logits = self.model(input_ids=ids, attention_mask=attention).logits[:, :-1].float()
+            logits = self.model(input_ids=ids, attention_mask=attention, **keep).logits.float()
+        if columns is None:
+            logits = logits[:, :-1]
+            nxt = ids[:, 1:].unsqueeze(-1)
+        else:
+            nxt = ids[:, columns + 1].unsqueeze(-1)
+            mask = mask[:, columns]
         logp_all = torch.log_softmax(logits, dim=-1)
-        nxt = ids[:, 1:].unsqueeze(-1)
         logp = logp_all.gather(-1, nxt).squeeze(-1)
         entropy = -(logp_all.exp() * logp_all).sum(-1)
-        mask = batch.target[:, :-1].to(self.device)
         ref = None
         if with_reference:
             with torch.no_grad(), self._reference() as reference, self._autocast():
                 if reference is not None:
-                    ref_logits = reference(input_ids=ids, attention_mask=attention).logits[:, :-1].float()
+                    ref_logits = reference(input_ids=ids, attention_mask=attention, **keep).logits.float()
+                    ref_logits = ref_logits[:, :-1] if columns is None else ref_logits
                     ref = torch.log_softmax(ref_logits, dim=-1).gather(-1, nxt).squeeze(-1)
-        return TokenStats(logp, entropy.detach(), mask, ref)
+        return TokenStats(logp, entropy.detach(), mask, ref, columns)
 
     def save(self, folder: str | Path) -> None:
         """``save_pretrained`` format; LoRA adapters are merged so the result loads as a plain model."""
@@ -172,8 +197,8 @@ def pg_loss(stats: TokenStats, batch: Batch, beta: float) -> tuple[torch.Tensor,
     weighted per turn by ``batch.kl_weight`` (SCoRe holds the first attempt closer than the second).
     """
     mask = stats.mask
-    advantage = batch.advantage[:, :-1].to(stats.logp.device)
-    weight = batch.kl_weight[:, :-1].to(stats.logp.device)
+    advantage = stats.select(batch.advantage[:, :-1]).to(stats.logp.device)
+    weight = stats.select(batch.kl_weight[:, :-1]).to(stats.logp.device)
     pg = _masked_mean(-advantage * stats.logp, mask)
     metrics = {"pg_loss": float(pg.detach()), "entropy": float(_masked_mean(stats.entropy, mask))}
     loss = pg
