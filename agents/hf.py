@@ -27,7 +27,7 @@ from agents.base import Completion, Policy, PolicyError, TurnRequest
 from agents.chat_format import conversation_tokens
 from agents.sampling import SamplingConfig, request_uniforms, sample_next
 
-__all__ = ["TransformersPolicy", "load_chat_model", "GenerationStats"]
+__all__ = ["TransformersPolicy", "load_chat_model", "GenerationStats", "logits_keep_keyword"]
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ class TransformersPolicy(Policy):
         eos = tokenizer.eos_token_id
         self.end_ids = [int(eos)] if eos is not None else []
         self._cache_key = _cache_keyword(model)
-        self._last_only = _last_logits_keyword(model)
+        self._last_only = logits_keep_keyword(model)
 
     def _stop_ids(self) -> set[int]:
         ids = set()
@@ -273,7 +273,7 @@ def _cache_keyword(model: Any) -> str:
     return "cache" if "cache" in params else "past_key_values"
 
 
-def _last_logits_keyword(model: Any) -> str | None:
+def logits_keep_keyword(model: Any) -> str | None:
     """The forward() keyword that limits logits to the last positions, if the model has one."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     try:

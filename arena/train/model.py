@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from agents.hf import TransformersPolicy, load_chat_model
+from agents.hf import TransformersPolicy, load_chat_model, logits_keep_keyword
 from agents.sampling import SamplingConfig
 from arena.train.data import Batch
 
@@ -112,7 +112,7 @@ class TrainableModel:
                                          max_batch_size=max_batch_size)
         self.pad_id = tokenizer.pad_token_id
         # transformers' keyword for computing logits at given positions only (older releases lack a tensor form)
-        self._keep_keyword = "logits_to_keep" if self.policy._last_only == "logits_to_keep" else None
+        self._keep_keyword = "logits_to_keep" if logits_keep_keyword(model) == "logits_to_keep" else None
 
     @property
     def end_ids(self) -> list[int]:
