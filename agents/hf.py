@@ -263,24 +263,21 @@ class TransformersPolicy(Policy):
         return cache, out.logits[:, -1], mask, positions
 
 
+def _forward_keywords(model: Any) -> set[str]:
+    """The keyword names the model's forward() takes (a peft wrapper passes them on to its base model)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    try:
+        return set(inspect.signature(base.forward).parameters)
+    except (TypeError, ValueError):
+        return set()
+
+
 def _cache_keyword(model: Any) -> str:
     """The forward() keyword for the KV cache: ``cache`` in newer transformers, ``past_key_values`` before."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # a peft wrapper passes it on
-    try:
-        params = inspect.signature(base.forward).parameters
-    except (TypeError, ValueError):
-        return "past_key_values"
-    return "cache" if "cache" in params else "past_key_values"
+    return "cache" if "cache" in _forward_keywords(model) else "past_key_values"
 
 
 def logits_keep_keyword(model: Any) -> str | None:
     """The forward() keyword that limits logits to the last positions, if the model has one."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    try:
-        params = inspect.signature(base.forward).parameters
-    except (TypeError, ValueError):
-        return None
-    for name in ("logits_to_keep", "num_logits_to_keep"):
-        if name in params:
-            return name
-    return None
+    params = _forward_keywords(model)
+    return next((name for name in ("logits_to_keep", "num_logits_to_keep") if name in params), None)
