@@ -119,6 +119,33 @@ def test_arithmetic_step_scorer():
     assert [s.score for s in checking.NoStepScorer().score("", solution)] == [None] * 5
 
 
+def test_worked_steps_share_credits_the_tasks_own_steps_in_order():
+    ops = (tasks.Op(16, "+", 4), tasks.Op("#0", "-", 5))  # (16 + 4) - 5
+    share = checking.worked_steps_share
+    assert share(ops, "Step 1: 16 + 4 = 20\nStep 2: 20 - 5 = 15\nFinal Answer: 15") == 1.0
+    # one slip: the second step is still right on the result the solution itself wrote
+    assert share(ops, "Step 1: 16 + 4 = 21\nStep 2: 21 - 5 = 16\nFinal Answer: 16") == 0.5
+    assert share(ops, "Step 1: 16 + 4 = 20\nStep 2: 20 - 5 = 14\nFinal Answer: 14") == 0.5
+    assert share(ops, "16 × 4 = 64\n64 − 5 = 59") == 0.5  # wrong operator first; the second step holds
+    assert share(ops, "Step 1: 1 + 1 = 2\nStep 2: 2 + 2 = 4") == 0.0  # true, but not the task's steps
+    assert share(ops, "Step 1: 16 + 4 = 20") == 0.5  # a missing step counts as wrong
+    assert share(ops, "Final Answer: 15") == 0.0 and share((), "1 + 1 = 2") == 0.0
+    task = tasks.generate("linear", np.random.default_rng(0), 3)  # notes, '#k' operands and a division
+    values = tasks.evaluate(task.ops)
+    lines = []
+    for step, value in zip(task.ops, values):
+        a, b = (values[int(x[1:])] if isinstance(x, str) else x for x in (step.left, step.right))
+        lines.append(f"{step.note}{tasks.format_number(a)} {step.op} {tasks.format_number(b)} = "
+                     f"{tasks.format_number(value)}")
+    assert share(task.ops, "\n".join(lines)) == 1.0
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=200))
+def test_worked_steps_share_never_raises(text):
+    assert 0.0 <= checking.worked_steps_share((tasks.Op(3, "/", 0), tasks.Op("#0", "*", 2)), text) <= 1.0
+
+
 def test_verdicts_and_edit_distance():
     assert checking.parse_verdict("looks fine. Verdict: correct") is True
     assert checking.parse_verdict("Verdict: correct... no wait. Verdict: **incorrect**") is False
@@ -147,6 +174,19 @@ def test_self_correct_rewards_each_attempt_and_adds_the_bonus():
     env = _self_correct("Final Answer: {a}", "Final Answer: 999999", correction_bonus=10.0)
     assert [r.rewards.get("solver", 0.0) for r in env.records] == [1.0, -10.0]
     assert env.result.metrics["delta_c_to_i"] == 1.0 and env.result.scores == {"solver": 0.0}
+
+
+def test_step_credit_adds_a_process_reward_but_scores_stay_the_answer():
+    env = games.make("refine-v0", tasks="arithmetic", difficulty=1, step_credit=0.5)
+    env.reset(seed=0)
+    (first, second) = env.task.ops
+    r1 = tasks.evaluate(env.task.ops)[0]
+    env.step(f"Step 1: {first.left} {first.op} {first.right} = {r1:g}\nStep 2: 0 + 0 = 0\nFinal Answer: 0")
+    env.step(f"Step 1: {first.left} {first.op} {first.right} = {r1:g}\n"
+             f"Step 2: {r1:g} {second.op} {second.right} = {env.task.answer}\nFinal Answer: {env.task.answer}")
+    assert [r.rewards.get("solver", 0.0) for r in env.records] == [0.25, 1.5]
+    assert env.result.scores == {"solver": 1.0} and env.result.metrics["acc_t1"] == 0.0
+    assert _self_correct("Final Answer: 999999", "Final Answer: {a}").records[0].rewards.get("solver", 0.0) == 0.0
 
 
 def test_an_empty_attempt_is_illegal_and_retried():

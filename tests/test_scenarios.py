@@ -85,13 +85,16 @@ def _documented_train_commands() -> list[list[str]]:
 
 
 def _resolved(info: dict) -> dict:
-    """A run's settings with the algorithm's defaults filled in (``top_fraction`` only matters for top-k)."""
+    """A run's settings with the algorithm's and the game's defaults filled in (options added since the run
+    was made take their defaults; ``top_fraction`` only matters for top-k)."""
+    import games
     from arena.train.algorithms import config_class
 
     config = vars(config_class(info["algorithm"]).from_mapping(info["algorithm_config"], source="[algorithm]"))
     if config.get("filter", "top-k") != "top-k":
         config.pop("top_fraction")
-    return {**info, "algorithm_config": config}
+    options = games.make(info["game"], **info["options"]).options.to_dict()
+    return {**info, "algorithm_config": config, "options": options}
 
 
 def test_documented_results_come_from_their_commands():

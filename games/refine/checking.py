@@ -16,7 +16,7 @@ from games.text import parse_number
 
 __all__ = [
     "extract_answer", "answers_match", "split_steps", "StepScore", "StepScorer", "ArithmeticStepScorer",
-    "NoStepScorer", "STEP_SCORERS", "parse_verdict", "word_edit_distance", "annotate_steps",
+    "NoStepScorer", "STEP_SCORERS", "parse_verdict", "word_edit_distance", "annotate_steps", "worked_steps_share",
 ]
 
 _FINAL = re.compile(r"final answer\s*(?:is)?\s*[:：]?\s*(?P<a>[^\n]*)", re.IGNORECASE)
@@ -148,6 +148,43 @@ def annotate_steps(scores: Sequence[StepScore]) -> str:
     for s in scores:
         lines.append(s.text if s.score is None else f"{s.text} (Score: {s.score}/10)")
     return "\n".join(lines)
+
+
+_STEP = re.compile(r"(?P<a>-?\d+(?:\.\d+)?)\s*(?P<op>[-+*/×÷−])\s*(?P<b>-?\d+(?:\.\d+)?)\s*=\s*"
+                   r"(?P<c>-?\d+(?:\.\d+)?)")
+_OPS = {"×": "*", "÷": "/", "−": "-"}
+
+
+def worked_steps_share(ops: Sequence, solution: str) -> float:
+    """The share of a task's worked steps that a solution carries out right, in order (0-1).
+
+    ``ops`` are the task's steps (:class:`games.refine.tasks.Op`: ``left op right``, an operand
+    ``"#k"`` being step k's result). The solution's k-th line of the form ``a op b = c`` matches step
+    k when it applies the step's operator to the step's numbers (for ``"#k"``: the result the
+    solution itself wrote at step k, so one slip is not counted against every later step) and ``c``
+    is right. Unlike the per-equality score above, it cannot be earned by writing true equalities
+    that do not belong to the task. 0 for tasks without steps.
+    """
+    if not ops:
+        return 0.0
+    written = []
+    for line in split_steps(solution if isinstance(solution, str) else "")[:100]:
+        m = _STEP.search(line)
+        if m:
+            written.append((float(m["a"]), _OPS.get(m["op"], m["op"]), float(m["b"]), float(m["c"])))
+    results: list[float | None] = []
+    right = 0
+    for k, step in enumerate(ops):
+        if k >= len(written):
+            break
+        a, op, b, c = written[k]
+        results.append(c)
+        wanted = [results[int(x[1:])] if isinstance(x, str) else float(x) for x in (step.left, step.right)]
+        if None in wanted or op != step.op or not (math.isclose(a, wanted[0]) and math.isclose(b, wanted[1])):
+            continue
+        value = {"+": a + b, "-": a - b, "*": a * b}.get(op, a / b if b else math.nan)
+        right += math.isclose(value, c, rel_tol=1e-9, abs_tol=1e-9)
+    return right / len(ops)
 
 
 # ----------------------------------------------------------------- verdicts

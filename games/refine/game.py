@@ -52,7 +52,9 @@ End
     twice the moves the protocol needs (missing attempts count as wrong).
 
 Rewards and scores
-    Each solution's reward is 1 if its answer is correct, else 0. In
+    Each solution's reward is 1 if its answer is correct, else 0, plus
+    ``step_credit`` times the share of the task's worked steps it carries out
+    right in order (a process reward for built-in tasks, off by default). In
     self-correct the second attempt also gets ``correction_bonus`` * (r2 - r1)
     (alpha in SCoRe's stage II). The critic's reward per review is 1 if its
     verdict matches the reviewed solution's correctness. Scores: solver and
@@ -107,6 +109,9 @@ class RefineOptions(GameOptions):
                                      min=0.0)
     max_rounds: int = option(3, "critique/refine rounds at most (solver-critic-refiner)", min=1, max=10)
     step_scorer: str = option("arithmetic", "process reward shown to the critic", choices=tuple(STEP_SCORERS))
+    step_credit: float = option(0.0, "solutions also earn step_credit x the share of the task's worked steps "
+                                     "they carry out right, in order (a process reward; built-in tasks only; "
+                                     "0: the answer alone)", min=0.0)
     illegal_move_penalty: float = option(0.0, "reward subtracted for each illegal move", min=0.0)
 
     def validate(self) -> None:
@@ -168,6 +173,7 @@ class RefineGame(TextGame):
             self.task = tasks.generate(self.options.tasks, self.np_random, self.options.difficulty)
         self.attempts: list[str] = []  # legal solutions, in order
         self.correct: list[bool] = []
+        self.rewards_of_attempts: list[float] = []  # 1 if correct, plus the step credit
         self.verdicts: list[bool] = []  # was each critic verdict right?
         self.tell("solver", f"Problem: {self.task.question}\n{_SOLVE}")
         self.next_turn("solver")
@@ -179,13 +185,13 @@ class RefineGame(TextGame):
         if role == "critic":
             return self._review(move, penalty)
         self._add_attempt(move)
-        reward = float(self.correct[-1])
+        reward = self.rewards_of_attempts[-1]
         if self.options.protocol == "self-correct":
             if len(self.attempts) == 1:
                 self.reward(role, reward)
                 self.tell("solver", CORRECTION_INSTRUCTION)
                 return self.next_turn("solver")
-            r1, r2 = float(self.correct[0]), reward
+            r1, r2 = self.rewards_of_attempts[0], reward
             self.reward(role, r2 + self.options.correction_bonus * (r2 - r1))
             return self._end()
         self.reward(role, reward)
@@ -224,6 +230,9 @@ class RefineGame(TextGame):
     def _add_attempt(self, move: str) -> None:
         self.attempts.append(move)
         self.correct.append(checking.answers_match(checking.extract_answer(move), self.task.answer))
+        credit = self.options.step_credit
+        self.rewards_of_attempts.append(float(self.correct[-1]) + (
+            credit * checking.worked_steps_share(self.task.ops, move) if credit else 0.0))
 
     def at_turn_limit(self) -> None:
         self._end(reason="turn limit")
