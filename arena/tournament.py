@@ -19,6 +19,12 @@ draws only if those are equal too. Failed episodes (backend errors)
 give no outcome: they are counted as failures of the agent whose turn failed,
 never as losses.
 
+A game may seat fixed *partners* in some roles (``partners = { patient =
+"scripted" }``): the pool's agents play only the other roles, against or
+beside the same partner in every episode, and only those roles are compared
+(therapists rated against scripted patients, negotiators against one scripted
+opponent). Partners are not rated.
+
 Schedules: ``round-robin`` (every pair once) or ``swiss`` (``rounds`` rounds;
 each round pairs agents of similar rating who have not met yet). Everything
 is deterministic given the stored episodes, so a tournament killed and run
@@ -31,7 +37,7 @@ import json
 import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -57,13 +63,24 @@ _NAME = re.compile(r"^[A-Za-z0-9_.+-]+$")
 
 @dataclass(frozen=True)
 class GameEntry:
-    """One game of the tournament: its key (unique name), id, options, roles and comparison mode."""
+    """One game of the tournament: its key (unique name), id, options, the roles the pool's agents play,
+    comparison mode, and fixed partners in the other roles (role -> agent spec)."""
 
     key: str
     id: str
     options: dict[str, Any]
     roles: tuple[str, ...]
     mode: str
+    partners: Mapping[str, str] = field(default_factory=dict)
+
+    def seats(self, agents: Mapping[str, str]) -> dict[str, str]:
+        """Pool agents' seats (role -> agent name) with the partners added."""
+        return {**agents, **{role: partner_name(spec) for role, spec in self.partners.items()}}
+
+
+def partner_name(spec: str) -> str:
+    """The name a fixed partner plays under in episodes (never a pool agent's name: ':' is not allowed there)."""
+    return f"partner:{spec}"
 
 
 @dataclass(frozen=True)
@@ -109,7 +126,9 @@ class Tournament:
         return {
             "schema_version": SCHEMA_VERSION,
             "agents": self.agents,
-            "games": [{"key": g.key, "id": g.id, "options": g.options} for g in self.games],
+            "games": [{"key": g.key, "id": g.id, "options": g.options, **({"partners": dict(g.partners)}
+                                                                           if g.partners else {})}
+                      for g in self.games],
             "schedule": self.schedule.to_dict(),
             "sampling": self.sampling.to_dict(),
         }
@@ -139,15 +158,30 @@ def _games(entries: Any, where: str) -> tuple[GameEntry, ...]:
             entry = {"id": entry}
         if not isinstance(entry, Mapping) or "id" not in entry:
             raise ScenarioError(f"{here}: expected a table with 'id' (and optionally 'options' and 'key')")
-        unknown = sorted(set(entry) - {"id", "options", "key"})
+        unknown = sorted(set(entry) - {"id", "options", "key", "partners"})
         if unknown:
-            raise ScenarioError(f"{here}: unknown keys {unknown}; a game takes id, options and key")
+            raise ScenarioError(f"{here}: unknown keys {unknown}; a game takes id, options, key and partners")
         try:
             env = games.make(entry["id"], **dict(entry.get("options") or {}))
         except (OptionError, games.UnknownGameError) as err:
             raise ScenarioError(f"{here}: {err}") from None
+        partners = entry.get("partners") or {}
+        if not isinstance(partners, Mapping) or not all(isinstance(v, str) and v.strip() for v in partners.values()):
+            raise ScenarioError(f"{here}: partners must be a table of role = \"agent spec\", "
+                                f"e.g. partners = {{ {env.roles[-1]} = \"scripted\" }}")
+        strange = sorted(set(partners) - set(env.roles))
+        if strange:
+            raise ScenarioError(f"{here}: partners names roles {strange} that {entry['id']} does not have; "
+                                f"its roles are {', '.join(env.roles)}")
+        played = tuple(r for r in env.roles if r not in partners)
+        if not played:
+            raise ScenarioError(f"{here}: partners fill every role of {entry['id']}; leave at least one role "
+                                f"for the agents being rated")
         key = str(entry.get("key") or entry["id"])
-        out.append(GameEntry(key, entry["id"], env.options.to_dict(), env.roles, env.tournament_mode()))
+        # one role left to the pool: agents can only be compared playing it on the same seeds
+        mode = "same-seat" if partners and len(played) == 1 else env.tournament_mode()
+        out.append(GameEntry(key, entry["id"], env.options.to_dict(), played, mode,
+                             {r: v.strip() for r, v in partners.items()}))
     keys = [g.key for g in out]
     if len(set(keys)) != len(keys):
         raise ScenarioError(f"{where}: two [[games]] share a key; give each a distinct key = \"...\"")
@@ -217,13 +251,13 @@ def _plans_for_pairing(t: Tournament, round_no: int, a: str, b: str) -> list[Epi
             if game.mode == "head-to-head":
                 for s, seats in enumerate(seat_assignments(game.roles, a, b)):
                     tags = {"game": game.key, "round": round_no, "a": a, "b": b, "k": k}
-                    plans.append(EpisodePlan(f"{game.key}-r{round_no}-{a}-vs-{b}-k{k}-s{s}", game.id, seed, seats,
-                                             game.options, tags))
+                    plans.append(EpisodePlan(f"{game.key}-r{round_no}-{a}-vs-{b}-k{k}-s{s}", game.id, seed,
+                                             game.seats(seats), game.options, tags))
             else:
                 for agent in (a, b):
                     tags = {"game": game.key, "round": round_no, "team": agent, "k": k}
                     plans.append(EpisodePlan(f"{game.key}-r{round_no}-team-{agent}-k{k}", game.id, seed,
-                                             {r: agent for r in game.roles}, game.options, tags))
+                                             game.seats({r: agent for r in game.roles}), game.options, tags))
     return plans
 
 
@@ -277,14 +311,15 @@ def outcomes_from(t: Tournament, plans: Sequence[EpisodePlan], pairings: Sequenc
         e = episodes.get(plan.id)
         if e is None:
             continue
-        for agent in set(plan.roles.values()):
+        pool = {role: agent for role, agent in plan.roles.items() if agent in tally.episodes}  # not partners
+        for agent in set(pool.values()):
             tally.episodes[agent] += 1
         if not e.ok:
-            culprit = plan.roles.get(e.failed_role or "")
-            for agent in [culprit] if culprit else sorted(set(plan.roles.values())):
+            culprit = pool.get(e.failed_role or "")  # a partner's failure is nobody's in the pool
+            for agent in [culprit] if culprit else sorted(set(pool.values())):
                 tally.failures[agent] += 1
             continue
-        for role, agent in plan.roles.items():
+        for role, agent in pool.items():
             key = plan.tags["game"]
             tally.role_scores[agent].setdefault(key, {}).setdefault(role, []).append(e.scores[role])
     for round_no, pairs in enumerate(pairings):
@@ -299,7 +334,8 @@ def outcomes_from(t: Tournament, plans: Sequence[EpisodePlan], pairings: Sequenc
                             if e is None or not e.ok:
                                 continue
                             seats = by_id[plan_id].roles
-                            key = {x: _mean_key(e, [r for r, who in seats.items() if who == x]) for x in (a, b)}
+                            key = {x: _mean_key(e, [r for r, who in seats.items() if who == x and r in game.roles])
+                                   for x in (a, b)}
                             tally.outcomes.append(Outcome(a, b, _compare(key[a], key[b]), game.key))
                     else:
                         team = {x: episodes.get(f"{game.key}-r{round_no}-team-{x}-k{k}") for x in (a, b)}
@@ -349,8 +385,13 @@ def run_tournament(t: Tournament, on_episode: Callable[[Episode, RolloutStats], 
         state = {**t.info(), "scenario": str(t.path), "ratings": t.ratings.to_dict()}
         (t.out / "tournament.json").write_text(json.dumps(state, indent=1) + "\n")
         owned = policies is None
-        loaded = load_policies(set(t.agents.values()), t.sampling, t.backend) if owned else dict(policies)
-        by_name = {name: loaded[spec] for name, spec in t.agents.items()}
+        partners = {partner_name(spec): spec for g in t.games for spec in g.partners.values()}
+        wanted = set(t.agents.values()) | set(partners.values())
+        loaded = load_policies(wanted, t.sampling, t.backend) if owned else dict(policies)
+        missing = sorted(wanted - set(loaded))
+        if missing:
+            raise ScenarioError(f"no policy given for the agent specs {missing}")
+        by_name = {name: loaded[spec] for name, spec in {**t.agents, **partners}.items()}
         rollout = BatchedRollout(by_name, t.run.concurrency)
         done = store.ids()
         all_plans: list[EpisodePlan] = []

@@ -172,6 +172,12 @@ games_per_pairing = 3
      "one of 'round-robin', 'swiss'"),
     ('[agents]\na = "scripted"\nb = "random"\n[[games]]\nid = "refine-v0"\noptions = {protocl = "x"}\n',
      "Did you mean 'protocol'"),
+    ('[agents]\na = "scripted"\nb = "random"\n[[games]]\nid = "therapy-v0"\npartners = {doctor = "scripted"}\n',
+     "roles \\['doctor'\\] that therapy-v0 does not have; its roles are patient, therapist"),
+    ('[agents]\na = "scripted"\nb = "random"\n[[games]]\nid = "refine-v0"\noptions = {protocol = "self-correct"}\n'
+     'partners = {solver = "scripted"}\n', "leave at least one role"),
+    ('[agents]\na = "scripted"\nb = "random"\n[[games]]\nid = "therapy-v0"\npartners = {patient = 3}\n',
+     "role = \"agent spec\""),
 ])
 def test_tournament_scenario_errors(tmp_path, body, message):
     with pytest.raises(ScenarioError, match=message):
@@ -206,6 +212,42 @@ games_per_pairing = 3
     assert json.loads((out / "ratings.json").read_text()) == first
     pairings = json.loads((out / "plans.json").read_text())["pairings"]
     assert len(pairings) == 3 and all(len(r) == 1 for r in pairings), "3 agents: one pair and a bye a round"
+
+
+def test_partners_fill_their_roles_and_only_the_pool_is_compared_and_rated(tmp_path):
+    body = """
+[agents]
+scripted = "scripted"
+random = "random"
+[[games]]
+id = "therapy-v0"
+options = { exchanges = 2 }
+partners = { patient = "scripted" }
+[[games]]
+id = "negotiation-v0"
+key = "vs-scripted"
+partners = { player_1 = "scripted" }
+[schedule]
+games_per_pairing = 8
+[ratings]
+bootstrap = 100
+"""
+    t = load_tournament(_scenario(tmp_path, body), out=str(tmp_path / "out"))
+    assert [(g.roles, g.mode) for g in t.games] == [(("therapist",), "same-seat"), (("player_0",), "same-seat")]
+    result = run_tournament(t)
+    assert result.played == total_episodes(t) == 2 * 2 * 8
+    for plan in result.plans:
+        partner_role = "patient" if plan.game == "therapy-v0" else "player_1"
+        assert plan.roles[partner_role] == "partner:scripted" and set(plan.roles.values()) - {"partner:scripted"}
+    assert len(result.tally.outcomes) == 2 * 8, "one comparison per seed and game: the pool's one role"
+    assert {g: set(roles) for g, roles in result.tally.role_scores["random"].items()} == {
+        "therapy-v0": {"therapist"}, "vs-scripted": {"player_0"}}
+    data = leaderboard.build(t, result.tally)
+    assert [r["agent"] for r in data["agents"]] == ["scripted", "random"], "partners are not rated"
+    therapy = data["by_game"]["therapy-v0"]["agents"]
+    assert therapy[0]["agent"] == "scripted" and therapy[0]["wins"] > therapy[1]["wins"]
+    again = run_tournament(load_tournament(_scenario(tmp_path, body), out=str(tmp_path / "out")))
+    assert again.played == 0 and again.tally.outcomes == result.tally.outcomes
 
 
 def test_report_on_a_directory_that_is_no_tournament(tmp_path):
