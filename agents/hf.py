@@ -6,9 +6,12 @@ its own seeded uniform stream (see :mod:`agents.sampling`), stops each row at
 its end-of-turn token, and drops finished rows from the batch. The tokens all
 prompts of a batch begin with (a game's rules, the chat template's header) are
 run once and their KV cache shared by every row, and the prompt pass computes
-logits for the last position only. Every
-completion carries the sampled token ids and their log-probabilities, so
-training uses exactly the tokens the model produced.
+logits for the last position only. The KV cache of each episode's role after
+its turn is kept (:class:`TurnCache`, least recently used first out, within
+``episode_cache_mb``), so that role's next turn runs only the tokens that are
+new since: in a conversation game most of every prompt is the conversation so
+far. Every completion carries the sampled token ids and their log-probabilities,
+so training uses exactly the tokens the model produced.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import inspect
 import logging
 import os
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,7 +31,7 @@ from agents.base import Completion, Policy, PolicyError, TurnRequest
 from agents.chat_format import conversation_tokens
 from agents.sampling import SamplingConfig, request_uniforms, sample_next
 
-__all__ = ["TransformersPolicy", "load_chat_model", "GenerationStats", "logits_keep_keyword"]
+__all__ = ["TransformersPolicy", "load_chat_model", "GenerationStats", "TurnCache", "logits_keep_keyword"]
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +75,77 @@ class GenerationStats:
     def __init__(self) -> None:
         self.calls = self.requests = self.prompt_tokens = self.completion_tokens = 0
         self.shared_prompt_tokens = 0  # prompt tokens not run again: a batch's common prefix, after its first row
+        self.cached_prompt_tokens = 0  # prompt tokens not run again: the episode's conversation up to its last turn
         self.seconds = 0.0
 
     def as_dict(self) -> dict[str, float]:
         return dict(vars(self))
+
+
+Past = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys and values of one sequence, [heads, length, dim]
+
+
+class TurnCache:
+    """The KV cache of each (episode, role) after its last turn, so that its next turn runs only new tokens.
+
+    An entry holds the token ids the role's last prompt and completion were (the completion without its
+    last token, whose keys were never computed) and their keys and values. A new prompt that begins with
+    those ids starts from them. An episode's entries are dropped when it ends (``forget``), the least
+    recently used first when they hold more than ``budget_bytes``, and all at once when the model's
+    weights change (a training step between two rounds of play): the parameters' in-place version
+    counters tell. So what is cached depends only on the episodes being played, and a resumed run
+    replays a block exactly as it first played it.
+    """
+
+    def __init__(self, model: Any, budget_bytes: int):
+        self.model, self.budget = model, int(budget_bytes)
+        self.entries: OrderedDict[tuple[str, str], tuple[list[int], Past, int]] = OrderedDict()
+        self.bytes = 0
+        self._weights = self._fingerprint()
+
+    def _fingerprint(self) -> tuple[tuple[int, int], ...]:
+        return tuple((id(p), p._version) for p in self.model.parameters())
+
+    def clear(self) -> None:
+        self.entries.clear()
+        self.bytes = 0
+
+    def check_weights(self) -> None:
+        """Forget everything if the weights changed since the entries were made."""
+        now = self._fingerprint()
+        if now != self._weights:
+            self.clear()
+            self._weights = now
+
+    def lookup(self, key: tuple[str, str], prompt: list[int]) -> tuple[int, Past] | None:
+        """The cached past this prompt can start from (at most all its tokens but the last), or None."""
+        entry = self.entries.get(key)
+        if entry is None:
+            return None
+        ids, past, _ = entry
+        if len(ids) == 0 or len(ids) > len(prompt) or prompt[:len(ids)] != ids:
+            return None
+        self.entries.move_to_end(key)
+        n = min(len(ids), len(prompt) - 1)
+        return (n, past if n == len(ids) else [(k[:, :n], v[:, :n]) for k, v in past]) if n > 0 else None
+
+    def forget(self, episode: str) -> None:
+        """Drop an ended episode's entries (every role's)."""
+        for key in [k for k in self.entries if k[0] == episode]:
+            self.bytes -= self.entries.pop(key)[2]
+
+    def store(self, key: tuple[str, str], ids: list[int], past: Past) -> None:
+        size = sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in past)
+        old = self.entries.pop(key, None)
+        if old is not None:
+            self.bytes -= old[2]
+        if size > self.budget:
+            return
+        self.entries[key] = (ids, past, size)
+        self.bytes += size
+        while self.bytes > self.budget:
+            _, (_, _, freed) = self.entries.popitem(last=False)
+            self.bytes -= freed
 
 
 class TransformersPolicy(Policy):
@@ -90,6 +161,7 @@ class TransformersPolicy(Policy):
         device: str | None = None,
         max_batch_size: int = 64,
         share_prefix: bool = True,
+        episode_cache_mb: float = 256.0,
         model: Any = None,
         tokenizer: Any = None,
     ):
@@ -114,6 +186,9 @@ class TransformersPolicy(Policy):
         self.end_ids = [int(eos)] if eos is not None else []
         self._cache_key = _cache_keyword(model)
         self._last_only = logits_keep_keyword(model)
+        if episode_cache_mb < 0:
+            raise PolicyError(f"episode_cache_mb must be 0 (off) or more, not {episode_cache_mb}")
+        self.turn_cache = TurnCache(model, int(episode_cache_mb * 2**20)) if episode_cache_mb > 0 else None
 
     def _stop_ids(self) -> set[int]:
         ids = set()
@@ -170,9 +245,13 @@ class TransformersPolicy(Policy):
         prompts = [self._fit(self.encode(r.messages, r.history_ids)) for r in requests]
         order = sorted(range(len(requests)), key=lambda i: (-len(prompts[i]), i))
         results: list[Completion | None] = [None] * len(requests)
+        keys = [(r.episode, r.role) for r in requests]
+        if self.turn_cache is not None:
+            self.turn_cache.check_weights()
         for lo in range(0, len(order), self.max_batch_size):
             chunk = order[lo:lo + self.max_batch_size]
-            outs = self._generate_batch([prompts[i] for i in chunk], [requests[i].seed for i in chunk])
+            outs = self._generate_batch([prompts[i] for i in chunk], [requests[i].seed for i in chunk],
+                                        keys=[keys[i] for i in chunk])
             for i, (ids, logprobs, reason) in zip(chunk, outs):
                 results[i] = self._completion(ids, logprobs, reason, prompts[i])
         self.stats.calls += 1
@@ -181,6 +260,10 @@ class TransformersPolicy(Policy):
         self.stats.completion_tokens += sum(len(c.token_ids or []) for c in results if c)
         self.stats.seconds += time.perf_counter() - start
         return [c for c in results if c is not None]
+
+    def end_episode(self, episode: str) -> None:
+        if self.turn_cache is not None:
+            self.turn_cache.forget(episode)
 
     def _completion(self, ids: list[int], logprobs: list[float], reason: str, prompt: list[int]) -> Completion:
         body = ids[:-1] if ids and ids[-1] in self.stop_ids else ids
@@ -191,12 +274,18 @@ class TransformersPolicy(Policy):
     MIN_SHARED_PREFIX = 16
 
     @torch.no_grad()
-    def _generate_batch(self, prompts: list[list[int]], seeds: list[int], stop_early: bool = True
-                        ) -> list[tuple[list[int], list[float], str]]:
-        """Sample up to ``max_new_tokens`` for each prompt (``stop_early=False`` ignores end tokens: benchmarks)."""
+    def _generate_batch(self, prompts: list[list[int]], seeds: list[int], stop_early: bool = True,
+                        keys: list[tuple[str, str]] | None = None) -> list[tuple[list[int], list[float], str]]:
+        """Sample up to ``max_new_tokens`` for each prompt (``stop_early=False`` ignores end tokens: benchmarks).
+
+        With ``keys`` (episode, role) and the turn cache on, each prompt starts from its key's cached past
+        where the prompt extends it, and each row's past is stored again when it finishes.
+        """
         n, steps = len(prompts), self.sampling.max_new_tokens
         uniforms = request_uniforms(seeds, steps).to(self.device)
-        cache, logits, mask, positions = self._prefill(prompts)
+        turns = self.turn_cache if keys is not None else None
+        pasts = [turns.lookup(key, prompt) for key, prompt in zip(keys, prompts)] if turns is not None else None
+        cache, logits, mask, positions = self._prefill(prompts, pasts)
         active = list(range(n))  # batch row -> request index
         tokens_out: list[list[int]] = [[] for _ in range(n)]
         logprobs_out: list[list[float]] = [[] for _ in range(n)]
@@ -210,6 +299,9 @@ class TransformersPolicy(Policy):
                 logprobs_out[request].append(float(logprobs[row]))
                 if finished[row]:
                     reasons[request] = "stop"
+                if turns is not None and (finished[row] or step == steps - 1):
+                    self._store_turn(turns, keys[request], prompts[request] + tokens_out[request][:-1], cache,
+                                     mask, row)
             if step == steps - 1:
                 break
             keep = (~finished).nonzero().squeeze(-1)
@@ -226,38 +318,69 @@ class TransformersPolicy(Policy):
             logits = out.logits[:, -1]
         return [(tokens_out[i], logprobs_out[i], reasons[i]) for i in range(n)]
 
-    def _prefill(self, prompts: list[list[int]]) -> tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _store_turn(self, turns: TurnCache, key: tuple[str, str], ids: list[int], cache: Any, mask: torch.Tensor,
+                    row: int) -> None:
+        """Keep one row's keys and values (its real positions only) as its episode role's past."""
+        columns = mask[row].nonzero().squeeze(-1)
+        if columns.numel() != len(ids):  # cannot happen with the layout below; never store a wrong past
+            return
+        turns.store(key, ids, [(layer.keys[row][:, columns], layer.values[row][:, columns])
+                               for layer in cache.layers])
+
+    def _prefill(self, prompts: list[list[int]], pasts: list[tuple[int, Past] | None] | None = None
+                 ) -> tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Run the prompts through the model: the KV cache, each row's next-token logits, mask and positions.
 
-        Rows are left-padded. The tokens every prompt begins with (at least ``MIN_SHARED_PREFIX``, and
-        at least one token of each prompt left over) are run once, as a batch of one, and that cache is
-        repeated for every row; the rest of each prompt follows it, padded on the left of its own part:
-        ``[shared prefix][pad][rest]``, the padding masked out and positions counted over real tokens.
+        Each row may start from a past whose keys and values are known: its own (``pasts``, from the
+        turn cache) or, for the rows without one, the tokens all those rows begin with (at least
+        ``MIN_SHARED_PREFIX``, and at least one token of each prompt left over), run once as a batch of
+        one. Pasts are left-padded to the longest, the rest of each prompt follows, padded on the left of
+        its own part: ``[pad][past][pad][rest]``, the padding masked out and positions counted over real
+        tokens, so every row sees exactly what it would see alone.
         """
         from transformers import DynamicCache
 
         n = len(prompts)
-        shared = len(os.path.commonprefix(prompts)) if self.share_prefix and n > 1 else 0
-        shared = min(shared, min(map(len, prompts)) - 1)
-        if shared < self.MIN_SHARED_PREFIX:
-            shared = 0
-        rests = [p[shared:] for p in prompts]
+        pasts = list(pasts or [None] * n)
+        fresh = [i for i in range(n) if pasts[i] is None]
+        shared = len(os.path.commonprefix([prompts[i] for i in fresh])) if self.share_prefix and len(fresh) > 1 else 0
+        shared = min(shared, min(len(prompts[i]) for i in fresh) - 1) if fresh else 0
+        last = {self._last_only: 1} if self._last_only else {}
+        if shared >= self.MIN_SHARED_PREFIX:
+            head_cache = DynamicCache()
+            head = torch.tensor([prompts[fresh[0]][:shared]], dtype=torch.long, device=self.device)
+            self.model(input_ids=head, use_cache=True, **last, **{self._cache_key: head_cache})
+            head_past = [(layer.keys[0], layer.values[0]) for layer in head_cache.layers]
+            for i in fresh:
+                pasts[i] = (shared, head_past)
+            self.stats.shared_prompt_tokens += shared * (len(fresh) - 1)
+        self.stats.cached_prompt_tokens += sum(p[0] for i, p in enumerate(pasts) if p is not None and i not in fresh)
+        lengths = [p[0] if p is not None else 0 for p in pasts]
+        before = max(lengths)
+        rests = [prompt[length:] for prompt, length in zip(prompts, lengths)]
         width = max(map(len, rests))
         ids = torch.full((n, width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((n, shared + width), dtype=torch.long)
-        mask[:, :shared] = 1
-        for row, rest in enumerate(rests):
+        mask = torch.zeros((n, before + width), dtype=torch.long)
+        for row, (rest, length) in enumerate(zip(rests, lengths)):
             ids[row, width - len(rest):] = torch.tensor(rest, dtype=torch.long)
-            mask[row, shared + width - len(rest):] = 1
+            mask[row, before - length:before] = 1
+            mask[row, before + width - len(rest):] = 1
         ids, mask = ids.to(self.device), mask.to(self.device)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, shared:]
-        cache = DynamicCache()
-        last = {self._last_only: 1} if self._last_only else {}
-        if shared:
-            head = torch.tensor([prompts[0][:shared]], dtype=torch.long, device=self.device)
-            self.model(input_ids=head, use_cache=True, **last, **{self._cache_key: cache})
-            cache.batch_repeat_interleave(n)
-            self.stats.shared_prompt_tokens += shared * (n - 1)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, before:]
+        if before:
+            layers = []
+            some = next(p[1] for p in pasts if p is not None)
+            for layer, (k0, v0) in enumerate(some):
+                keys = k0.new_zeros((n, k0.shape[0], before, k0.shape[-1]))
+                values = v0.new_zeros((n, v0.shape[0], before, v0.shape[-1]))
+                for row, past in enumerate(pasts):
+                    if past is not None:
+                        keys[row, :, before - past[0]:] = past[1][layer][0]
+                        values[row, :, before - past[0]:] = past[1][layer][1]
+                layers.append((keys, values))
+            cache = DynamicCache(ddp_cache_data=layers)
+        else:
+            cache = DynamicCache()
         out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
                          **last, **{self._cache_key: cache})
         return cache, out.logits[:, -1], mask, positions

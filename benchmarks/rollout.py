@@ -11,7 +11,10 @@ episodes played twice: at concurrency 64 and at concurrency 1. Printed:
 * the share of wall time spent outside model calls (target: at most 10%);
 * concurrency 64 again with the shared-prefix prefill off (every row runs its
   whole prompt): the speed-up of running a batch's common prefix once, and the
-  share of prompt tokens it saves.
+  share of prompt tokens it saves;
+* concurrency 64 again with the turn cache off (every turn runs the whole
+  conversation so far): the speed-up of starting each episode's turn from its
+  previous turn's KV cache, and the share of prompt tokens it saves.
 
     python benchmarks/rollout.py [--game negotiation-v0] [--episodes 64] [--model PATH]
 """
@@ -42,12 +45,13 @@ def rollout(policy: TransformersPolicy, game: str, episodes: int, concurrency: i
     tokens = after["completion_tokens"] - before["completion_tokens"]
     prompts = after["prompt_tokens"] - before["prompt_tokens"]
     shared = after["shared_prompt_tokens"] - before["shared_prompt_tokens"]
+    cached = after["cached_prompt_tokens"] - before["cached_prompt_tokens"]
     requests = after["requests"] - before["requests"]
     return {
         "episodes": len(done), "wall": wall, "eps_per_s": len(done) / wall, "tokens_per_s": tokens / wall,
         "outside": runner.stats.outside_model_share, "mean_prompt": prompts / max(1, requests),
         "mean_completion": tokens / max(1, requests), "legal": runner.stats.legal_rate,
-        "shared": shared / max(1, prompts),
+        "shared": shared / max(1, prompts), "cached": cached / max(1, prompts),
     }
 
 
@@ -88,6 +92,9 @@ def main() -> None:
     policy.share_prefix = False
     unshared = rollout(policy, args.game, args.episodes, 64)
     policy.share_prefix = True
+    turn_cache, policy.turn_cache = policy.turn_cache, None
+    uncached = rollout(policy, args.game, args.episodes, 64)
+    policy.turn_cache = turn_cache
     prompt_len, new_tokens = round(wide["mean_prompt"]), max(1, round(wide["mean_completion"]))
     batched, single = raw_ratio(policy, prompt_len, new_tokens, 64)
 
@@ -106,6 +113,10 @@ def main() -> None:
           f"{unshared['wall']:.1f} s without it, {wide['wall']:.1f} s with it: "
           f"{unshared['wall'] / wide['wall']:.2f}x faster "
           f"(legal-move rate {unshared['legal']:.1%} vs {wide['legal']:.1%})")
+    print(f"turn cache at concurrency 64: {wide['cached']:.0%} of prompt tokens start from the episode's previous "
+          f"turn; {uncached['wall']:.1f} s without it, {wide['wall']:.1f} s with it: "
+          f"{uncached['wall'] / wide['wall']:.2f}x faster "
+          f"(legal-move rate {uncached['legal']:.1%} vs {wide['legal']:.1%})")
 
 
 if __name__ == "__main__":

@@ -178,3 +178,50 @@ def test_a_shared_prompt_prefix_is_run_once_and_samples_the_same(tiny_model_dir,
     same = shared.generate([_shared_rules_request("Partner: hats", seed=s) for s in (1, 2)])
     assert same[0].prompt_token_ids == same[1].prompt_token_ids
     assert same[0].token_ids == whole.generate([_shared_rules_request("Partner: hats", seed=1)])[0].token_ids
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_each_episode_turn_starts_from_its_cached_past_and_samples_the_same(temperature):
+    """Conversations in self-play (the shipped seed model negotiating with itself): later turns run only
+    their new tokens, and every episode is the same token for token as without the turn cache."""
+    from agents.seed import seed_model_dir
+    from arena.batched import BatchedRollout, make_plans
+
+    sampling = SamplingConfig(temperature=temperature, max_new_tokens=48)
+    episodes = {}
+    for mb in (256.0, 0.0):
+        policy = TransformersPolicy("seed", seed_model_dir(), sampling, episode_cache_mb=mb)
+        plans = make_plans("negotiation-v0", {"player_0": "m", "player_1": "m"}, 8, seed=4, options={"max_messages": 6})
+        episodes[mb] = sorted(BatchedRollout({"m": policy}, concurrency=8).run(plans), key=lambda e: e.id)
+        if mb:
+            assert policy.stats.cached_prompt_tokens > 0.3 * policy.stats.prompt_tokens
+            assert not policy.turn_cache.entries and policy.turn_cache.bytes == 0, "ended episodes are forgotten"
+        else:
+            assert policy.stats.cached_prompt_tokens == 0 and policy.turn_cache is None
+    cached, plain = episodes[256.0], episodes[0.0]
+    assert sum(len(e.turns) for e in plain) >= 24
+    for a, b in zip(cached, plain):
+        assert [t.token_ids for t in a.turns] == [t.token_ids for t in b.turns]
+        for x, y in zip(a.turns, b.turns):
+            assert x.logprobs == pytest.approx(y.logprobs, abs=1e-4)
+
+
+def test_the_turn_cache_only_serves_prompts_that_extend_it_and_forgets_on_new_weights(tiny_model_dir):
+    policy = TransformersPolicy("hf:tiny", tiny_model_dir, SamplingConfig(temperature=1.0, max_new_tokens=8))
+    first = policy.generate([_shared_rules_request("Partner: books", seed=1)])[0]
+    ids = first.prompt_token_ids + first.token_ids[:-1]
+    turns = policy.turn_cache
+    assert turns.entries[("e", "player_0")][0] == ids
+    assert turns.lookup(("e", "player_0"), ids + [5, 6])[0] == len(ids)
+    assert turns.lookup(("e", "player_0"), ids)[0] == len(ids) - 1, "at least one token is left to run"
+    assert turns.lookup(("e", "player_0"), [ids[0] + 1] + ids[1:] + [5]) is None, "another conversation"
+    assert turns.lookup(("e", "player_1"), ids + [5]) is None
+    with torch.no_grad():  # a training step changes the weights in place: the pasts are stale
+        next(policy.model.parameters()).add_(0.01)
+    turns.check_weights()
+    assert not turns.entries and turns.bytes == 0
+    small = TransformersPolicy("hf:tiny", tiny_model_dir, SamplingConfig(max_new_tokens=8), episode_cache_mb=0.01)
+    small.generate([_request("Items: 1 book " * k, seed=k) for k in range(1, 4)])
+    assert small.turn_cache.bytes <= small.turn_cache.budget
+    with pytest.raises(Exception, match="episode_cache_mb"):
+        TransformersPolicy("hf:tiny", tiny_model_dir, SamplingConfig(), episode_cache_mb=-1)
