@@ -87,6 +87,7 @@ def main() -> None:
     policy = TransformersPolicy(f"hf:{path}", path, SamplingConfig(temperature=1.0, max_new_tokens=args.max_new_tokens),
                                 max_batch_size=64)
     print(f"model {path} · game {args.game} · {args.episodes} episodes · torch threads {torch.get_num_threads()}")
+    rollout(policy, args.game, min(args.episodes, 16), 16)  # warm-up: the first calls pay one-off costs
     wide = rollout(policy, args.game, args.episodes, 64)
     narrow = rollout(policy, args.game, args.episodes, 1)
     policy.share_prefix = False
