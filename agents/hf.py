@@ -342,6 +342,7 @@ class TransformersPolicy(Policy):
 
         n = len(prompts)
         pasts = list(pasts or [None] * n)
+        self.stats.cached_prompt_tokens += sum(p[0] for p in pasts if p is not None)
         fresh = [i for i in range(n) if pasts[i] is None]
         shared = len(os.path.commonprefix([prompts[i] for i in fresh])) if self.share_prefix and len(fresh) > 1 else 0
         shared = min(shared, min(len(prompts[i]) for i in fresh) - 1) if fresh else 0
@@ -354,7 +355,6 @@ class TransformersPolicy(Policy):
             for i in fresh:
                 pasts[i] = (shared, head_past)
             self.stats.shared_prompt_tokens += shared * (len(fresh) - 1)
-        self.stats.cached_prompt_tokens += sum(p[0] for i, p in enumerate(pasts) if p is not None and i not in fresh)
         lengths = [p[0] if p is not None else 0 for p in pasts]
         before = max(lengths)
         rests = [prompt[length:] for prompt, length in zip(prompts, lengths)]

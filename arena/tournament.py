@@ -311,7 +311,7 @@ def outcomes_from(t: Tournament, plans: Sequence[EpisodePlan], pairings: Sequenc
         e = episodes.get(plan.id)
         if e is None:
             continue
-        pool = {role: agent for role, agent in plan.roles.items() if agent in tally.episodes}  # not partners
+        pool = {role: agent for role, agent in plan.roles.items() if agent in t.agents}  # not partners
         for agent in set(pool.values()):
             tally.episodes[agent] += 1
         if not e.ok:
