@@ -52,3 +52,13 @@ def test_documented_registry_wide_test_command_passes():
     assert out.returncode == 0, out.stdout[-3000:]
     passed = int(re.search(r"(\d+) passed", out.stdout).group(1))
     assert passed >= 10, out.stdout[-2000:]
+
+
+def test_readme_names_only_agent_specs_that_exist():
+    from agents.registry import _FACTORIES
+
+    readme = (ROOT / "README.md").read_text()
+    paragraph = readme[readme.index("Agents are named by specs") :].split("\n\n")[0]
+    named = set(re.findall(r"`([a-z][a-z-]*)(?::[^`]*)?`", paragraph))  # `seed`, `hf:PATH` -> seed, hf
+    assert named, paragraph
+    assert named <= set(_FACTORIES), f"README names agent specs that do not exist: {sorted(named - set(_FACTORIES))}"
