@@ -13,7 +13,8 @@ The API key comes from an environment variable (``OPENAI_API_KEY`` unless
 
 Servers return text (and, if asked and supported, token strings with
 log-probabilities) but no token ids, so completions from this backend have
-``token_ids = None``: train on them as text, or use ``hf:``/``vllm:`` for RL.
+``token_ids = None``: filtered behaviour cloning can train on them as text; RL trains
+the ``seed``/``hf:`` model that plays the trained roles itself.
 """
 
 from __future__ import annotations

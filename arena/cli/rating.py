@@ -13,7 +13,7 @@ from arena.cli import USER_ERRORS, CliError, _episode_ticker, _fail, _progress, 
 @app.command("tournament")
 def tournament_command(
     scenario_path: Path = typer.Argument(..., metavar="SCENARIO.toml", help="A tournament scenario file."),
-    out: str | None = typer.Option(None, "--out", "-o", help="Output directory (overrides [run])."),
+    out: str | None = typer.Option(None, "--out", "-o", help="Output directory (overrides the scenario's run.out)."),
 ) -> None:
     """Play a tournament (or resume it) and write its leaderboard, ratings.json and plots."""
     from arena import leaderboard

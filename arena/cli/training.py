@@ -17,7 +17,7 @@ from arena.cli.rating import _show_leaderboard
 @app.command("train")
 def train_command(
     scenario_path: Path = typer.Argument(..., metavar="SCENARIO.toml", help="A training scenario file."),
-    out: str | None = typer.Option(None, "--out", "-o", help="Output directory (overrides [run])."),
+    out: str | None = typer.Option(None, "--out", "-o", help="Output directory (overrides the scenario's run.out)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run stored in the output directory; "
                                 "with --set it may raise the rounds or iterations to train longer."),
     no_wandb: bool = typer.Option(False, "--no-wandb", help="Do not log to Weights & Biases."),
