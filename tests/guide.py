@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import re
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -15,8 +17,7 @@ def guide_code() -> str:
     return "\n\n".join(blocks)
 
 
-def write_guide_game(folder: Path | None = None) -> Path:
-    folder = folder or Path(tempfile.mkdtemp(prefix="arena-guide-"))
+def write_guide_game(folder: Path) -> Path:
     path = folder / "guess_game.py"
     path.write_text(guide_code(), encoding="utf-8")
     return path
@@ -26,8 +27,13 @@ _shared: Path | None = None
 
 
 def guide_game_file() -> Path:
-    """One copy of the guide's game per test session (loading two copies would register guess-v0 twice)."""
+    """One copy of the guide's game per test session (loading two copies would register guess-v0 twice).
+
+    It lives in a temporary folder that is removed when the session's process exits.
+    """
     global _shared
     if _shared is None:
-        _shared = write_guide_game()
+        folder = Path(tempfile.mkdtemp(prefix="arena-guide-"))
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        _shared = write_guide_game(folder)
     return _shared
