@@ -30,8 +30,12 @@ def _summary_table(summary: dict) -> Table:
 @app.command("selfplay")
 def selfplay_command(
     scenario_path: Path = typer.Argument(..., metavar="SCENARIO.toml", help="A self-play scenario file."),
-    episodes: int | None = typer.Option(None, "--episodes", "-n", help="Episodes to play (overrides the scenario's run.episodes)."),
-    concurrency: int | None = typer.Option(None, "--concurrency", "-c", help="Episodes at once (overrides the scenario's run.concurrency)."),
+    episodes: int | None = typer.Option(
+        None, "--episodes", "-n", help="Episodes to play (overrides the scenario's run.episodes)."
+    ),
+    concurrency: int | None = typer.Option(
+        None, "--concurrency", "-c", help="Episodes at once (overrides the scenario's run.concurrency)."
+    ),
     out: str | None = typer.Option(None, "--out", "-o", help="Output directory (overrides the scenario's run.out)."),
     seed: int | None = typer.Option(None, "--seed", "-s", help="Run seed (overrides the scenario's run.seed)."),
 ) -> None:
