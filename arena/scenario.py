@@ -46,7 +46,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["ScenarioError", "GameSection", "RunSection", "SelfPlayScenario", "read_toml", "resolve_roles",
+__all__ = ["ScenarioError", "GameSection", "RunSection", "SelfPlayScenario", "read_toml", "resolve_roles", "run_table",
            "load_selfplay"]
 
 
@@ -148,6 +148,11 @@ def load_plugins(data: dict[str, Any], where: str, base: Path) -> tuple[str, ...
     return tuple(resolved)
 
 
+def run_table(data: Mapping[str, Any], overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A scenario's ``[run]`` keys with the command line's overrides (those given, not None) put over them."""
+    return {**dict(data.get("run") or {}), **{k: v for k, v in (overrides or {}).items() if v is not None}}
+
+
 def load_selfplay(path: str | Path, overrides: Mapping[str, Any] | None = None) -> SelfPlayScenario:
     """Read and check a self-play scenario; ``overrides`` replace [run] keys (from CLI flags)."""
     path = Path(path)
@@ -161,8 +166,7 @@ def load_selfplay(path: str | Path, overrides: Mapping[str, Any] | None = None) 
         agents = data.get("agents")
         if not isinstance(agents, Mapping) or not agents:
             raise ScenarioError(f"{where}: an [agents] section is required (role = \"spec\" or all = \"spec\")")
-        run_values = {**dict(data.get("run") or {}), **{k: v for k, v in (overrides or {}).items() if v is not None}}
-        run = RunSection.from_mapping(run_values, source=f"{where} [run]")
+        run = RunSection.from_mapping(run_table(data, overrides), source=f"{where} [run]")
         sampling = SamplingConfig.from_mapping(data.get("sampling"), where=f"{where} [sampling]")
     except OptionError as err:
         raise ScenarioError(str(err)) from None

@@ -16,7 +16,7 @@ from typing import Any
 import games
 from agents.sampling import SamplingConfig
 from arena.episode import SCHEMA_VERSION
-from arena.scenario import ScenarioError, Section, load_plugins, read_toml
+from arena.scenario import ScenarioError, Section, load_plugins, read_toml, run_table
 from games.options import OptionError, option
 
 __all__ = ["GameEntry", "Tournament", "ScheduleSection", "RatingsSection", "TournamentRunSection", "load_tournament",
@@ -176,10 +176,7 @@ def load_tournament(path: str | Path, out: str | None = None) -> Tournament:
     try:
         schedule = ScheduleSection.from_mapping(data.get("schedule"), source=f"{where} [schedule]")
         ratings = RatingsSection.from_mapping(data.get("ratings"), source=f"{where} [ratings]")
-        run_values = dict(data.get("run") or {})
-        if out is not None:
-            run_values["out"] = out
-        run = TournamentRunSection.from_mapping(run_values, source=f"{where} [run]")
+        run = TournamentRunSection.from_mapping(run_table(data, {"out": out}), source=f"{where} [run]")
         sampling = SamplingConfig.from_mapping(data.get("sampling"), where=f"{where} [sampling]")
     except OptionError as err:
         raise ScenarioError(str(err)) from None

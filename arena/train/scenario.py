@@ -45,7 +45,7 @@ from typing import Any
 
 import games
 from agents.sampling import SamplingConfig
-from arena.scenario import ScenarioError, Section, load_plugins, read_toml
+from arena.scenario import ScenarioError, Section, load_plugins, read_toml, run_table
 from arena.train.model import LoraSettings
 from games.options import OptionError, option, suggest
 
@@ -195,10 +195,7 @@ def load_train_scenario(path: str | Path, out: str | None = None,
         config_class(name).from_mapping(algorithm, source=f"{where} [algorithm]")
         sampling = SamplingConfig.from_mapping(data.get("sampling"), where=f"{where} [sampling]")
         evaluation = EvalSection.from_mapping(data.get("eval"), source=f"{where} [eval]")
-        run_values = dict(data.get("run") or {})
-        if out is not None:
-            run_values["out"] = out
-        run = RunSection.from_mapping(run_values, source=f"{where} [run]")
+        run = RunSection.from_mapping(run_table(data, {"out": out}), source=f"{where} [run]")
     except OptionError as err:
         raise ScenarioError(str(err)) from None
     stored = tuple((data.get("data") or {}).get("episodes", ()))
