@@ -14,12 +14,15 @@ messages) and ``observation`` (the structured dict that rule-based players read)
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Completion", "Policy", "PolicyError", "TurnRequest"]
+from agents.secrets import redact
+
+__all__ = ["Completion", "Policy", "PolicyError", "TurnRequest", "checked_completion"]
 
 
 class PolicyError(RuntimeError):
@@ -61,6 +64,40 @@ class Completion:
     finish_reason: str | None = None
     error: str | None = None
     info: dict[str, Any] = field(default_factory=dict)
+
+
+def checked_completion(completion: Any, spec: str) -> Completion:
+    """A backend's answer as a well-typed :class:`Completion`, or a failed turn saying why; never raises.
+
+    The one place where what a policy returned is checked before a game or the store sees it: ``text``
+    must be a string, ``token_ids`` a list of integers; log-probabilities that are not finite numbers
+    (or do not match the token ids one to one) are dropped with a note in ``info``, since training
+    recomputes them. Error texts come from outside and are redacted of secrets.
+    """
+    if not isinstance(completion, Completion):
+        return Completion(text="", error=f"{spec} returned a {type(completion).__name__}, not a Completion")
+    if completion.error is not None:
+        return Completion(text="", error=redact(str(completion.error)), info=dict(completion.info or {}))
+    problem = None
+    if not isinstance(completion.text, str):
+        problem = f"text of type {type(completion.text).__name__}; expected a string"
+    elif completion.token_ids is not None and not (
+            isinstance(completion.token_ids, list)
+            and all(isinstance(t, int) and not isinstance(t, bool) for t in completion.token_ids)):
+        problem = "token ids that are not a list of integers"
+    if problem:
+        return Completion(text="", error=f"{spec} returned {problem}")
+    logprobs, dropped = completion.logprobs, None
+    if logprobs is not None:
+        if not isinstance(logprobs, list) or not all(
+                isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in logprobs):
+            dropped = "not all finite numbers"
+        elif completion.token_ids is not None and len(logprobs) != len(completion.token_ids):
+            dropped = f"{len(logprobs)} log-probabilities for {len(completion.token_ids)} tokens"
+    if dropped:
+        completion.logprobs = None
+        completion.info = {**(completion.info or {}), "logprobs_dropped": dropped}
+    return completion
 
 
 class Policy(ABC):

@@ -1,7 +1,9 @@
 """``openai:MODEL@BASE_URL``: any OpenAI-compatible chat-completions server.
 
 Requests go out concurrently (at most ``concurrency`` at once) over one async
-HTTP client, each with a timeout. Rate limits (429), server errors (5xx) and
+HTTP client. ``timeout`` is a deadline for each try as a whole (connecting,
+sending, and reading every byte of the answer), so a server that trickles its
+answer a byte at a time cannot hold a run. Rate limits (429), server errors (5xx) and
 connection failures are retried with exponential back-off and jitter; after
 the last retry the request fails, which fails its episode with the reason and
 leaves every other episode alone. Each request carries its turn's seed, which
@@ -9,7 +11,13 @@ servers that honour ``seed`` use for sampling.
 
 The API key comes from an environment variable (``OPENAI_API_KEY`` unless
 ``api_key_env`` names another) at request time; it is sent only in the
-``Authorization`` header and never appears in logs, errors or episodes.
+``Authorization`` header and never appears in logs, errors or episodes: every
+text from the server that reaches an error is redacted (:mod:`agents.secrets`),
+so a server that echoes the key back in a 401 answer does not leak it.
+
+An answer is checked before a game sees it: ``content`` must be a string or a
+list of content parts (their text is joined); anything else fails the turn
+with the reason. Log-probabilities that are not finite are dropped.
 
 Servers return text (and, if asked and supported, token strings with
 log-probabilities) but no token ids, so completions from this backend have
@@ -30,6 +38,7 @@ from typing import Any
 
 from agents.base import Completion, Policy, PolicyError, TurnRequest
 from agents.sampling import SamplingConfig
+from agents.secrets import redact, register_secret
 
 __all__ = ["EndpointPolicy", "parse_endpoint"]
 
@@ -118,6 +127,7 @@ class EndpointPolicy(Policy):
 
     def _headers(self) -> dict[str, str]:
         key = os.environ.get(self.api_key_env)
+        register_secret(key)
         return {"Authorization": f"Bearer {key}"} if key else {}
 
     async def _complete(self, client: Any, request: TurnRequest) -> Completion:
@@ -128,15 +138,18 @@ class EndpointPolicy(Policy):
         for attempt in range(self.retries + 1):
             started = time.perf_counter()
             try:
-                response = await client.post(url, json=self._payload(request), headers=self._headers())
-            except httpx.TimeoutException:
-                last = f"timed out after {self.timeout:g} s"
+                # wait_for bounds the whole try; httpx's own timeout bounds each read, which a server that
+                # trickles bytes never exceeds
+                response = await asyncio.wait_for(
+                    client.post(url, json=self._payload(request), headers=self._headers()), self.timeout)
+            except (httpx.TimeoutException, asyncio.TimeoutError):
+                last = f"timed out: no complete answer within {self.timeout:g} s"
             except httpx.TransportError as err:
                 last = f"connection failed ({type(err).__name__})"
             else:
                 if response.status_code == 200:
                     return self._parse(response, time.perf_counter() - started)
-                last = f"HTTP {response.status_code}: {response.text[:200]}"
+                last = redact(f"HTTP {response.status_code}: {response.text[:200]}")
                 if response.status_code not in RETRY_STATUS:
                     break
             if attempt < self.retries:
@@ -149,12 +162,33 @@ class EndpointPolicy(Policy):
         try:
             data = response.json()
             choice = data["choices"][0]
-            text = choice["message"]["content"] or ""
+            content = choice["message"]["content"]
         except (ValueError, KeyError, IndexError, TypeError):
             return Completion(text="", error=f"endpoint {self.base_url} returned an unreadable answer")
+        text = message_text(content)
+        if text is None:
+            return Completion(text="", error=f"endpoint {self.base_url} returned message content of type "
+                                             f"{type(content).__name__}; expected a string or a list of text parts")
         logprobs = None
-        content = (choice.get("logprobs") or {}).get("content") if isinstance(choice.get("logprobs"), dict) else None
-        if content:
-            logprobs = [float(item["logprob"]) for item in content if "logprob" in item]
-        return Completion(text=text, logprobs=logprobs, finish_reason=choice.get("finish_reason"),
-                          info={"seconds": round(seconds, 4), "usage": data.get("usage", {})})
+        items = (choice.get("logprobs") or {}).get("content") if isinstance(choice.get("logprobs"), dict) else None
+        if isinstance(items, list):
+            # a non-number or non-finite value (Python servers send -Infinity) is left for checked_completion
+            logprobs = [item.get("logprob") for item in items if isinstance(item, dict) and "logprob" in item]
+        usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+        finish = choice.get("finish_reason")
+        return Completion(text=text, logprobs=logprobs or None,
+                          finish_reason=finish if isinstance(finish, str) else None,
+                          info={"seconds": round(seconds, 4), "usage": usage})
+
+
+def message_text(content: Any) -> str | None:
+    """A chat message's text: a string as it is, content parts' texts joined, null as ''; None otherwise."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list) and all(isinstance(part, (dict, str)) for part in content):
+        texts = [part if isinstance(part, str) else part.get("text") for part in content]
+        if all(isinstance(t, str) or t is None for t in texts):
+            return "".join(t for t in texts if t)
+    return None

@@ -39,6 +39,23 @@ log = logging.getLogger(__name__)
 END_OF_TURN = ("<|end|>", "<|eot_id|>", "<|im_end|>", "<|endoftext|>", "</s>", "<end_of_turn>")
 
 
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def check_device(device: str | None) -> None:
+    """A clear error for a device this machine does not have (torch would fail with an AssertionError)."""
+    if not device or device == "cpu":
+        return
+    kind = str(device).split(":", 1)[0]
+    available = {"cuda": torch.cuda.is_available(),
+                 "mps": bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available()}
+    if kind not in available:
+        raise PolicyError(f"device must be cpu, cuda, cuda:N or mps; got {device!r}")
+    if not available[kind]:
+        build = "this torch is a CPU build" if kind == "cuda" and torch.version.cuda is None else "none is visible"
+        raise PolicyError(f"device {device!r} is not available on this machine ({build}); use device = \"cpu\"")
+
+
 def load_chat_model(path: str | Path, dtype: str = "float32", device: str | None = None) -> tuple[Any, Any]:
     """Load a causal LM and its tokenizer (which must have a chat template) from a directory or hub id."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -55,6 +72,9 @@ def load_chat_model(path: str | Path, dtype: str = "float32", device: str | None
     elif where.startswith((".", "/", "~")):
         raise PolicyError(f"model directory {where} not found")
     # anything else is a hub id; offline (HF_HUB_OFFLINE=1) it must already be in the local cache
+    check_device(device)
+    if not isinstance(getattr(torch, str(dtype), None), torch.dtype):
+        raise PolicyError(f"dtype must be one of {', '.join(DTYPES)}; got {dtype!r}")
     try:
         tokenizer = AutoTokenizer.from_pretrained(where)
         model = AutoModelForCausalLM.from_pretrained(where, dtype=getattr(torch, dtype))

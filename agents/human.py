@@ -10,10 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
 from rich.text import Text
 
 from agents.base import Completion, Policy, TurnRequest
+from games.text import printable
 
 __all__ = ["HumanPolicy", "HumanQuit"]
 
@@ -39,16 +41,17 @@ class HumanPolicy(Policy):
 
     def _ask(self, request: TurnRequest) -> Completion:
         key = (request.episode, request.role)
+        role = printable(request.role)
         if key not in self._briefed:
             self._briefed.add(key)
             system = next((m["content"] for m in request.messages if m["role"] == "system"), "")
             if system:
-                self.console.print(Panel(Text(system), title=f"You play {request.role}", border_style="cyan"))
+                self.console.print(Panel(Text(printable(system)), title=Text(f"You play {role}"), border_style="cyan"))
         seen = str(request.observation.get("text", ""))
         if seen:
-            self.console.print(Panel(Text(seen), title=f"{request.role} sees", border_style="blue"))
+            self.console.print(Panel(Text(printable(seen)), title=Text(f"{role} sees"), border_style="blue"))
         try:
-            text = self._read(f"[bold]{request.role}>[/bold] ")
+            text = self._read(f"[bold]{escape(role)}>[/bold] ")
         except (EOFError, KeyboardInterrupt):
             raise HumanQuit(f"the player of {request.role} left the game") from None
         return Completion(text=text)

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from agents.base import Policy, PolicyError
 from agents.sampling import SamplingConfig
-from games.options import suggest
+from games.options import Config, option, suggest
 
 __all__ = ["LoadContext", "load", "register_policy", "policy_kinds", "parse_spec"]
 
@@ -27,6 +27,33 @@ class LoadContext:
 
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TransformersOptions(Config):
+    """``[backend]`` keys of ``seed`` and ``hf:PATH`` agents."""
+
+    _noun: ClassVar[str] = "[backend] key"
+    dtype: str = option("float32", "the weights' dtype", choices=("float32", "bfloat16", "float16"))
+    device: str = option("", "cpu, cuda, cuda:N or mps (empty: cuda when available, else cpu)")
+    max_batch_size: int = option(64, "prompts per generate call", min=1)
+    share_prefix: bool = option(True, "run a batch's common prompt prefix once")
+    episode_cache_mb: float = option(256.0, "memory for each episode's KV cache between turns (0: off)", min=0.0)
+
+
+@dataclass(frozen=True)
+class EndpointOptions(Config):
+    """``[backend]`` keys of ``openai:MODEL@URL`` agents."""
+
+    _noun: ClassVar[str] = "[backend] key"
+    concurrency: int = option(8, "requests in flight at once", min=1)
+    timeout: float = option(60.0, "seconds a request may take in all (connect, send, every byte of the answer)",
+                            min=0.001)
+    retries: int = option(3, "tries after the first on a timeout, a lost connection, 429 or 5xx", min=0)
+    backoff: float = option(0.5, "seconds before the first retry (doubling, with jitter)", min=0.0)
+    api_key_env: str = option("OPENAI_API_KEY", "the environment variable holding the API key")
+    logprobs: bool = option(False, "ask the server for log-probabilities")
+    send_seed: bool = option(True, "send each turn's seed (servers that honour it sample reproducibly)")
 
 
 def register_policy(name: str, factory: PolicyFactory, help: str, takes_argument: bool = False) -> None:
@@ -70,24 +97,32 @@ def _rule_based(cls: type[Policy]) -> PolicyFactory:
     return lambda spec, arg, context: cls(spec)
 
 
+def _transformers_options(spec: str, context: LoadContext) -> dict[str, Any]:
+    options = TransformersOptions.from_mapping(context.options, source=f"[backend] of {spec}").to_dict()
+    return {**options, "device": options["device"] or None}
+
+
 def _transformers(spec: str, arg: str, context: LoadContext) -> Policy:
+    options = _transformers_options(spec, context)  # checked before the heavy import
     from agents.hf import TransformersPolicy
 
-    return TransformersPolicy(spec, arg, context.sampling, **context.options)
+    return TransformersPolicy(spec, arg, context.sampling, **options)
 
 
 def _seed(spec: str, arg: str, context: LoadContext) -> Policy:
+    options = _transformers_options(spec, context)
     from agents.hf import TransformersPolicy
     from agents.seed import seed_model_dir
 
-    return TransformersPolicy(spec, seed_model_dir(), context.sampling, **context.options)
+    return TransformersPolicy(spec, seed_model_dir(), context.sampling, **options)
 
 
 def _endpoint(spec: str, arg: str, context: LoadContext) -> Policy:
     from agents.endpoint import EndpointPolicy, parse_endpoint
 
     model, url = parse_endpoint(arg)
-    return EndpointPolicy(spec, model, url, context.sampling, **context.options)
+    options = EndpointOptions.from_mapping(context.options, source=f"[backend] of {spec}").to_dict()
+    return EndpointPolicy(spec, model, url, context.sampling, **options)
 
 
 def _vllm(spec: str, arg: str, context: LoadContext) -> Policy:

@@ -27,13 +27,13 @@ from typing import Any
 import numpy as np
 
 import games
-from agents.base import Completion, Policy
+from agents.base import Completion, Policy, checked_completion
 from agents.human import HumanQuit
 from arena.episode import Episode
 from arena.rollout import EpisodeRunner
 from games.base import TextGame
 
-__all__ = ["EpisodePlan", "BatchedRollout", "RolloutStats", "episode_seed", "make_plans"]
+__all__ = ["EpisodePlan", "BatchedRollout", "PlanRange", "RolloutStats", "episode_seed", "make_plans"]
 
 log = logging.getLogger(__name__)
 
@@ -58,15 +58,49 @@ def episode_seed(run_seed: int, index: int) -> int:
     return int(np.random.SeedSequence([int(run_seed) % (2**63), int(index)]).generate_state(1)[0])
 
 
+class PlanRange(Sequence[EpisodePlan]):
+    """Episodes ``start .. start + episodes - 1`` of a run, each plan made when it is asked for, so that a
+    run of any length starts at once. Plan ``i`` has the id ``PREFIX-NNNNNN`` (``i`` zero-padded to six
+    digits) and the seed :func:`episode_seed` (run seed, i)."""
+
+    def __init__(self, game: str, roles: Mapping[str, str], episodes: int, seed: int,
+                 options: Mapping[str, Any] | None = None, prefix: str | None = None, start: int = 0):
+        self.game, self.roles, self.seed = game, dict(roles), int(seed)
+        self.options, self.prefix = dict(options or {}), prefix or game
+        self.start, self.episodes = int(start), int(episodes)
+
+    def __len__(self) -> int:
+        return self.episodes
+
+    def plan(self, i: int) -> EpisodePlan:
+        """The plan of episode ``i`` of the run (``start <= i < start + episodes``)."""
+        return EpisodePlan(f"{self.prefix}-{i:06d}", self.game, episode_seed(self.seed, i), dict(self.roles),
+                           dict(self.options))
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if isinstance(index, slice):
+            return [self.plan(self.start + k) for k in range(*index.indices(self.episodes))]
+        if index < 0:
+            index += self.episodes
+        if not 0 <= index < self.episodes:
+            raise IndexError(index)
+        return self.plan(self.start + index)
+
+    def __iter__(self) -> Iterator[EpisodePlan]:
+        return (self.plan(self.start + k) for k in range(self.episodes))
+
+    def holds(self, episode_id: str) -> bool:
+        """Whether ``episode_id`` is the id of one of these plans (without making them)."""
+        head, sep, number = episode_id.rpartition("-")
+        return (sep == "-" and head == self.prefix and number.isdigit() and len(number) >= 6
+                and self.start <= int(number) < self.start + self.episodes and f"{int(number):06d}" == number)
+
+
 def make_plans(game: str, roles: Mapping[str, str], episodes: int, seed: int,
                options: Mapping[str, Any] | None = None, prefix: str | None = None,
-               start: int = 0) -> list[EpisodePlan]:
-    """Plans for episodes ``start .. start + episodes - 1`` of a run."""
-    prefix = prefix or game
-    return [
-        EpisodePlan(f"{prefix}-{i:06d}", game, episode_seed(seed, i), dict(roles), dict(options or {}))
-        for i in range(start, start + episodes)
-    ]
+               start: int = 0) -> PlanRange:
+    """Plans for episodes ``start .. start + episodes - 1`` of a run (made lazily)."""
+    return PlanRange(game, roles, episodes, seed, options, prefix, start)
 
 
 @dataclass
@@ -109,12 +143,14 @@ class BatchedRollout:
     # ------------------------------------------------------------------ public
     def run(self, plans: Sequence[EpisodePlan], done: set[str] | frozenset[str] = frozenset(),
             on_episode: Callable[[Episode], None] | None = None) -> Iterator[Episode]:
-        """Play every plan whose id is not in ``done``; yield each episode as it ends."""
-        missing = sorted({s for p in plans for s in p.roles.values()} - set(self.policies))
-        if missing:
-            raise ValueError(f"no policy loaded for agent specs {missing}")
+        """Play every plan whose id is not in ``done``; yield each episode as it ends.
+
+        ``plans`` may be lazy (a :class:`PlanRange`): it is read one block at a time."""
         for lo in range(0, len(plans), self.block):
             block = list(plans[lo:lo + self.block])
+            missing = sorted({s for p in block for s in p.roles.values()} - set(self.policies))
+            if missing:
+                raise ValueError(f"no policy loaded for agent specs {missing}")
             todo = [p for p in block if p.id not in done]
             if not todo:
                 continue
@@ -191,4 +227,4 @@ class BatchedRollout:
         finally:
             self.stats.generate_calls += 1
             self.stats.model_seconds += time.perf_counter() - start
-        return completions
+        return [checked_completion(c, policy.spec) for c in completions]

@@ -1,4 +1,10 @@
-"""Rich rendering of games and episodes for the terminal (used by the CLI)."""
+"""Rich rendering of games and episodes for the terminal (used by the CLI).
+
+Everything shown here that a move, a model or a server wrote goes through
+:func:`games.text.printable`: control characters are shown escaped, never sent
+to the terminal, and text is wrapped in ``Text`` so that no square bracket is
+read as Rich markup.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ from rich.text import Text
 
 from arena.episode import Episode, TurnRecord
 from games.registry import GameSpec
+from games.text import printable
 
 __all__ = ["games_table", "game_card", "turn_line", "observation_line", "result_panel"]
 
@@ -54,39 +61,41 @@ def turn_line(turn: TurnRecord, roles: Iterable[str]) -> Text:
     """One move: who, which agent, what it wrote, and whether it was legal."""
     line = Text()
     line.append(f"#{turn.index:<3}", style="dim")
-    line.append(f"{turn.role}", style=f"bold {role_style(turn.role, roles)}")
-    line.append(f" ({turn.agent})", style="dim")
+    line.append(printable(turn.role), style=f"bold {role_style(turn.role, roles)}")
+    line.append(f" ({printable(turn.agent)})", style="dim")
     line.append(": ")
-    text = turn.text if turn.text.strip() else "<empty>"
+    text = printable(turn.text) if turn.text.strip() else "<empty>"
     line.append(text.replace("\n", "\n    "))
     if not turn.legal:
-        line.append(f"  ✗ illegal: {turn.reason}", style="bold red")
+        line.append(f"  ✗ illegal: {printable(turn.reason)}", style="bold red")
     return line
 
 
 def observation_line(role: str, text: str, roles: Iterable[str]) -> Text:
     """What a role was shown, indented under its name."""
     line = Text()
-    line.append(f"    {role} sees: ", style=f"dim {role_style(role, roles)}")
-    line.append(text.replace("\n", "\n    "), style="dim")
+    line.append(f"    {printable(role)} sees: ", style=f"dim {role_style(role, roles)}")
+    line.append(printable(text).replace("\n", "\n    "), style="dim")
     return line
 
 
 def result_panel(episode: Episode) -> Panel:
     """The end of an episode: summary, scores and metrics."""
     if not episode.ok:
-        return Panel(Text(f"Episode failed: {episode.error}"), title="failed", border_style="red")
+        return Panel(Text(f"Episode failed: {printable(episode.error)}"), title="failed", border_style="red")
     scores = Table(show_header=True, box=None)
     scores.add_column("role")
     scores.add_column("agent")
     scores.add_column("score", justify="right")
     for role, score in episode.scores.items():
-        scores.add_row(Text(role, style=role_style(role, episode.roles)), episode.roles.get(role, ""), f"{score:g}")
+        scores.add_row(Text(printable(role), style=role_style(role, episode.roles)),
+                       Text(printable(episode.roles.get(role, ""))), f"{score:g}")
     metrics = Table(show_header=True, box=None)
     metrics.add_column("metric")
     metrics.add_column("value", justify="right")
     for name, value in sorted(episode.metrics.items()):
-        metrics.add_row(name, f"{value:g}")
-    body = Group(Text(episode.summary or episode.end_reason), Text(""), scores, Text(""), metrics)
-    return Panel(body, title=f"{episode.game} · seed {episode.seed} · {episode.end_reason}", border_style="green")
+        metrics.add_row(Text(printable(name)), f"{value:g}")
+    body = Group(Text(printable(episode.summary or episode.end_reason)), Text(""), scores, Text(""), metrics)
+    title = Text(printable(f"{episode.game} · seed {episode.seed} · {episode.end_reason}"))
+    return Panel(body, title=title, border_style="green")
 

@@ -27,6 +27,65 @@ class EpisodeFormatError(ValueError):
     """A stored episode does not match the schema."""
 
 
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _numbers(value: Any) -> bool:
+    return isinstance(value, dict) and all(isinstance(k, str) and _number(v) for k, v in value.items())
+
+
+def _ids(value: Any) -> bool:
+    return value is None or (isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool)
+                                                             for v in value))
+
+
+def _floats(value: Any) -> bool:
+    return value is None or (isinstance(value, list) and all(_number(v) for v in value))
+
+
+def _text(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+def _optional_text(value: Any) -> bool:
+    return value is None or isinstance(value, str)
+
+
+def _integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _texts(value: Any) -> bool:
+    return isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+
+
+# What each stored field must hold: what every reader (replay, export, ratings, training) relies on.
+_TURN_TYPES = {
+    "index": (_integer, "an integer"), "role": (_text, "a string"), "agent": (_text, "a string"),
+    "observation": (_text, "a string"), "text": (_text, "a string"), "legal": (lambda v: isinstance(v, bool),
+                                                                              "true or false"),
+    "reason": (_text, "a string"), "rewards": (_numbers, "a table of finite numbers"),
+    "reward": (_number, "a finite number"), "token_ids": (_ids, "a list of integers or null"),
+    "logprobs": (_floats, "a list of finite numbers or null"), "latency_s": (_number, "a finite number"),
+}
+_EPISODE_TYPES = {
+    "id": (_text, "a string"), "game": (_text, "a string"), "seed": (_integer, "an integer"),
+    "sample": (_integer, "an integer"), "options": (lambda v: isinstance(v, dict), "a table"),
+    "roles": (_texts, "a table of strings"), "briefs": (_texts, "a table of strings"),
+    "scores": (_numbers, "a table of finite numbers"), "metrics": (_numbers, "a table of finite numbers"),
+    "summary": (_text, "a string"), "end_reason": (_text, "a string"), "error": (_optional_text, "a string or null"),
+    "failed_role": (_optional_text, "a string or null"), "started_at": (_number, "a finite number"),
+    "duration_s": (_number, "a finite number"),
+}
+
+
+def _check_fields(data: dict[str, Any], types: dict[str, tuple[Any, str]], where: str) -> None:
+    for name, (ok, expected) in types.items():
+        if name in data and not ok(data[name]):
+            raise EpisodeFormatError(f"{where}: {name!r} must be {expected}; got {data[name]!r:.60}")
+
+
 def role_messages(brief: str, history: list[tuple[str, str]], observation: str) -> list[dict[str, str]]:
     """The chat a role sees: its brief, its earlier (observation, move) pairs, then the new observation."""
     messages = [{"role": "system", "content": brief}]
@@ -126,11 +185,19 @@ class Episode:
             )
         turn_names = {f.name for f in dataclasses.fields(TurnRecord)}
         turns = []
-        for raw in data.get("turns", []):
+        raw_turns = data.get("turns", [])
+        if not isinstance(raw_turns, list) or not all(isinstance(raw, dict) for raw in raw_turns):
+            raise EpisodeFormatError(f"episode {data['id']!r}: 'turns' must be a list of objects")
+        for raw in raw_turns:
             extra = [k for k in raw if k not in turn_names]
             if extra:
                 raise EpisodeFormatError(f"episode {data['id']!r}: unknown turn fields {extra}")
+            _check_fields(raw, _TURN_TYPES, f"episode {data['id']!r}, turn {raw.get('index', '?')}")
             turns.append(TurnRecord(**raw))
+        _check_fields(data, _EPISODE_TYPES, f"episode {data['id']!r}")
+        if data.get("status", "ok") not in ("ok", "failed"):
+            raise EpisodeFormatError(f"episode {data['id']!r}: status must be 'ok' or 'failed'; got "
+                                     f"{data['status']!r}")
         return cls(**{**data, "turns": turns})
 
     def is_finite(self) -> bool:

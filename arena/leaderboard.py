@@ -9,11 +9,13 @@ from typing import Any
 
 import numpy as np
 from rich.table import Table
+from rich.text import Text
 
 from arena.ratings import bootstrap, cycles, openskill_ratings, win_graph, win_matrix
 from arena.tournament import Tally, Tournament
+from games.text import printable
 
-__all__ = ["build", "write", "terminal_table"]
+__all__ = ["build", "rating_text", "write", "terminal_table"]
 
 MODE_NOTE = {
     "head-to-head": "agents are compared by their seat scores within each episode (win / draw / loss)",
@@ -22,30 +24,44 @@ MODE_NOTE = {
 
 
 def _rows(t: Tournament, tally: Tally, outcomes: list, game: str | None = None) -> list[dict[str, Any]]:
-    agents = list(t.agents)
-    rated = bootstrap(outcomes, agents, samples=t.ratings.bootstrap, seed=t.schedule.seed, level=t.ratings.level)
-    skill = openskill_ratings(outcomes, agents)
+    """One row per agent, rated agents by rating first; an agent with no comparison (its every episode
+    failed, or it never played) is listed last as unrated (``rating`` None), never at a made-up rating."""
+    compared = {a for o in outcomes for a in (o.a, o.b)}
+    agents = [a for a in t.agents if a in compared]
+    rated = bootstrap(outcomes, agents, samples=t.ratings.bootstrap, seed=t.schedule.seed, level=t.ratings.level) \
+        if agents else []
+    skill = openskill_ratings(outcomes, agents) if agents else {}
+    by_agent = {r.agent: r for r in rated}
     rows = []
-    for r in rated:
-        mine = [o for o in outcomes if r.agent in (o.a, o.b)]
-        won = sum(o.score if o.a == r.agent else 1 - o.score for o in mine)
+    for agent in t.agents:
+        mine = [o for o in outcomes if agent in (o.a, o.b)]
+        won = sum(o.score if o.a == agent else 1 - o.score for o in mine)
         draws = sum(o.score == 0.5 for o in mine)
-        scores = tally.role_scores[r.agent]
+        scores = tally.role_scores[agent]
         role_means = {g: {role: float(np.mean(v)) for role, v in roles.items()} for g, roles in scores.items()
                       if game is None or g == game}
+        r = by_agent.get(agent)
         rows.append({
-            "agent": r.agent, "spec": t.agents[r.agent], "rating": round(r.rating, 2),
-            "ci_low": round(r.ci_low, 2), "ci_high": round(r.ci_high, 2),
+            "agent": agent, "spec": t.agents[agent], "rated": r is not None,
+            "rating": round(r.rating, 2) if r else None,
+            "ci_low": round(r.ci_low, 2) if r else None, "ci_high": round(r.ci_high, 2) if r else None,
             "games": len(mine), "wins": round(won - draws / 2, 2), "draws": draws,
             "losses": round(len(mine) - won - draws / 2, 2),
-            "failures": tally.failures[r.agent], "episodes": tally.episodes[r.agent],
-            "openskill": {k: round(v, 3) for k, v in skill[r.agent].items()},
+            "failures": tally.failures[agent], "episodes": tally.episodes[agent],
+            "openskill": {k: round(v, 3) for k, v in skill[agent].items()} if r else None,
             "mean_scores": role_means,
         })
-    rows.sort(key=lambda row: (-row["rating"], row["agent"]))
+    rows.sort(key=lambda row: (not row["rated"], -(row["rating"] or 0.0), row["agent"]))
     for rank, row in enumerate(rows, 1):
-        row["rank"] = rank
+        row["rank"] = rank if row["rated"] else None
     return rows
+
+
+def rating_text(row: dict[str, Any]) -> tuple[str, str, str]:
+    """(rank, rating, interval) of a leaderboard row as shown; an unrated agent shows why."""
+    if not row["rated"]:
+        return "-", "unrated", "(no comparison)"
+    return str(row["rank"]), f"{row['rating']:.0f}", f"[{row['ci_low']:.0f}, {row['ci_high']:.0f}]"
 
 
 def build(t: Tournament, tally: Tally) -> dict[str, Any]:
@@ -96,9 +112,10 @@ def _md_table(rows: list[dict[str, Any]]) -> list[str]:
     out = ["| rank | agent | rating | 95% CI | compared | W-D-L | failures | OpenSkill μ ± σ |",
            "|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        out.append(f"| {r['rank']} | {r['agent']} | {r['rating']:.0f} | [{r['ci_low']:.0f}, {r['ci_high']:.0f}] | "
-                   f"{r['games']} | {r['wins']:g}-{r['draws']}-{r['losses']:g} | {r['failures']} | "
-                   f"{r['openskill']['mu']:.1f} ± {r['openskill']['sigma']:.1f} |")
+        rank, rating, interval = rating_text(r)
+        skill = f"{r['openskill']['mu']:.1f} ± {r['openskill']['sigma']:.1f}" if r["rated"] else "-"
+        out.append(f"| {rank} | {r['agent']} | {rating} | {interval} | {r['games']} | "
+                   f"{r['wins']:g}-{r['draws']}-{r['losses']:g} | {r['failures']} | {skill} |")
     return out
 
 
@@ -108,7 +125,7 @@ def _plots(data: dict[str, Any], out: Path) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = data["agents"][::-1]
+    rows = [r for r in data["agents"] if r["rated"]][::-1]
     fig, ax = plt.subplots(figsize=(7, 0.5 * len(rows) + 1.5))
     y = np.arange(len(rows))
     ratings = np.array([r["rating"] for r in rows])
@@ -159,7 +176,8 @@ def terminal_table(data: dict[str, Any], title: str = "Leaderboard") -> Table:
                             ("OpenSkill μ±σ", "right")):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     for r in data["agents"]:
-        table.add_row(str(r["rank"]), r["agent"], f"{r['rating']:.0f}", f"[{r['ci_low']:.0f}, {r['ci_high']:.0f}]",
-                      str(r["games"]), f"{r['wins']:g}-{r['draws']}-{r['losses']:g}", str(r["failures"]),
-                      f"{r['openskill']['mu']:.1f}±{r['openskill']['sigma']:.1f}")
+        rank, rating, interval = rating_text(r)
+        skill = f"{r['openskill']['mu']:.1f}±{r['openskill']['sigma']:.1f}" if r["rated"] else "-"
+        table.add_row(rank, Text(printable(r["agent"])), rating, interval, str(r["games"]),
+                      f"{r['wins']:g}-{r['draws']}-{r['losses']:g}", str(r["failures"]), skill)
     return table

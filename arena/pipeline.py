@@ -30,6 +30,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from arena.leaderboard import rating_text
 from arena.scenario import ScenarioError, read_toml
 
 __all__ = ["run_pipeline", "load_pipeline", "prepare_pipeline"]
@@ -185,7 +186,8 @@ def _report(results: dict[str, Any], root: Path) -> str:
     lines.append("Minutes per step: " + ", ".join(f"{k} {v:.1f}" for k, v in minutes.items()) + ".")
     if "selfplay" in results:
         s = results["selfplay"]
-        lines += ["", "## Self-play", "", f"{s['episodes']} episodes, legal-move rate {s['legal_rate']:.1%}, "
+        rate = "n/a" if s["legal_rate"] is None else f"{s['legal_rate']:.1%}"
+        lines += ["", "## Self-play", "", f"{s['episodes']} episodes, legal-move rate {rate}, "
                   f"failures {s['failed']}. Episodes: `{root / 'selfplay' / 'episodes.jsonl'}`."]
         lines += [f"- {k}: {v:.3f}" for k, v in s.get("metrics", {}).items()]
     if "train" in results:
@@ -203,6 +205,6 @@ def _report(results: dict[str, Any], root: Path) -> str:
                   f"`ratings.png`, `winrate.png` beside it.", "", "| rank | agent | rating | 95% CI |",
                   "|---|---|---|---|"]
         for row in results["tournament"]["agents"]:
-            lines.append(f"| {row['rank']} | {row['agent']} | {row['rating']:.0f} | "
-                         f"[{row['ci_low']:.0f}, {row['ci_high']:.0f}] |")
+            rank, rating, interval = rating_text(row)
+            lines.append(f"| {rank} | {row['agent']} | {rating} | {interval} |")
     return "\n".join(lines) + "\n"

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from agents.base import Completion, Policy, TurnRequest
+from agents.base import Completion, Policy, TurnRequest, checked_completion
 from agents.human import HumanQuit
 from arena.episode import Episode, TurnRecord, role_messages
 from games.base import TextGame
@@ -167,8 +167,9 @@ def run_episode(
         except HumanQuit:
             raise
         except Exception as err:
-            log.exception("policy %s failed", runner.policy_for(request).spec)
+            log.warning("policy %s failed: %s: %s", runner.policy_for(request).spec, type(err).__name__, err)
             completion = Completion(text="", error=f"{type(err).__name__}: {err}")
+        completion = checked_completion(completion, runner.policy_for(request).spec)
         runner.submit(completion)
         if on_turn is not None:
             on_turn(request, runner.episode.turns[-1] if runner.episode.turns and completion.error is None else None)

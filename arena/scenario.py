@@ -63,6 +63,8 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as err:
         raise ScenarioError(f"{path}: not valid TOML: {err}") from None
+    except UnicodeDecodeError as err:
+        raise ScenarioError(f"{path}: not UTF-8 text (byte {err.start}); save the scenario as UTF-8") from None
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,8 @@ class RunSection(Section):
     seed: int = option(0, "run seed: episode i gets a seed derived from (seed, i)", min=0)
     out: str = option("", "output directory (default: runs/<scenario name>)")
     block: int = option(0, "episodes scheduled together for exact resume (0: 4 x concurrency)", min=0)
+    max_failed_share: float = option(0.1, "exit with status 1 when more than this share of the episodes failed "
+                                     "(backend errors); run the command again to retry them", min=0.0, max=1.0)
 
 
 def resolve_roles(agents: Mapping[str, Any], roles: tuple[str, ...], where: str) -> dict[str, str]:

@@ -21,7 +21,7 @@ from arena.episode import SCHEMA_VERSION, Episode
 from arena.scenario import SelfPlayScenario
 from arena.store import EpisodeStore
 
-__all__ = ["load_policies", "run_selfplay", "SelfPlayResult", "summarise"]
+__all__ = ["load_policies", "play_into", "PlayCount", "run_selfplay", "SelfPlayResult", "summarise"]
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,14 @@ class SelfPlayResult:
     played: int
     stats: RolloutStats
     summary: dict[str, Any]
+    #: Episodes stored as failed by an earlier run and played again by this one, and how many failed again.
+    retried: int = 0
+    retried_failed: int = 0
+
+    @property
+    def failed_share(self) -> float:
+        """The share of the run's stored episodes that failed."""
+        return self.summary["failed"] / self.total if self.total else 0.0
 
 
 def summarise(episodes: list[Episode]) -> dict[str, Any]:
@@ -58,7 +66,8 @@ def summarise(episodes: list[Episode]) -> dict[str, Any]:
     out: dict[str, Any] = {
         "episodes": len(episodes),
         "failed": len(episodes) - len(ok),
-        "legal_rate": (sum(t.legal for t in turns) / len(turns)) if turns else 1.0,
+        # None when no move was made at all (every episode failed at its first turn): no rate to report
+        "legal_rate": (sum(t.legal for t in turns) / len(turns)) if turns else None,
     }
     roles = sorted({r for e in ok for r in e.scores})
     out["mean_scores"] = {r: sum(e.scores[r] for e in ok) / len(ok) for r in roles} if ok else {}
@@ -85,16 +94,33 @@ def run_info(scenario: SelfPlayScenario) -> dict[str, Any]:
     }
 
 
-def play_into(store: EpisodeStore, rollout: BatchedRollout, plans: Sequence[EpisodePlan], done: set[str],
-              on_episode: Callable[[Episode, RolloutStats], None] | None = None) -> int:
-    """Play the plans not yet ``done``, appending each episode to the store as it ends; return how many."""
-    played = 0
+@dataclass
+class PlayCount:
+    """What :func:`play_into` played: episodes, and those among them that retried a failed record."""
+
+    played: int = 0
+    retried: int = 0
+    retried_failed: int = 0
+
+
+def play_into(store: EpisodeStore, rollout: BatchedRollout, plans: Sequence[EpisodePlan],
+              on_episode: Callable[[Episode, RolloutStats], None] | None = None,
+              count: PlayCount | None = None) -> PlayCount:
+    """Play the plans the store does not hold as finished, appending each episode as it ends.
+
+    A plan stored as failed is played again (with its own seed), and the new record supersedes the old.
+    """
+    count = count or PlayCount()
+    stored, done = store.ids(), store.done_ids()
     for episode in rollout.run(plans, done=done):
+        retry = episode.id in stored
         store.append(episode)
-        played += 1
+        count.played += 1
+        count.retried += retry
+        count.retried_failed += retry and not episode.ok
         if on_episode is not None:
             on_episode(episode, rollout.stats)
-    return played
+    return count
 
 
 def run_selfplay(scenario: SelfPlayScenario, on_episode: Callable[[Episode, RolloutStats], None] | None = None,
@@ -104,19 +130,18 @@ def run_selfplay(scenario: SelfPlayScenario, on_episode: Callable[[Episode, Roll
     plans = make_plans(scenario.game.id, scenario.roles, scenario.run.episodes, scenario.run.seed,
                        scenario.game.options)
     with store.open(run_info(scenario)):
-        done = store.ids()
-        wanted = {p.id for p in plans}
-        already = len(done & wanted)
+        already = sum(plans.holds(i) for i in store.done_ids())
         owned = policies is None
         policies = load_policies(set(scenario.roles.values()), scenario.sampling, scenario.backend) if owned \
             else dict(policies)
         rollout = BatchedRollout(policies, scenario.run.concurrency, scenario.run.block or None)
         try:
-            played = play_into(store, rollout, plans, done, on_episode)
+            count = play_into(store, rollout, plans, on_episode)
         finally:
             if owned:
                 for policy in policies.values():
                     policy.close()
-        stored = [e for e in store if e.id in wanted]
+        stored = [e for e in store if plans.holds(e.id)]
     log.info("self-play: %d episodes stored in %s (%d were already there)", len(stored), store.path, already)
-    return SelfPlayResult(str(store.path), len(stored), played, rollout.stats, summarise(stored))
+    return SelfPlayResult(str(store.path), len(stored), count.played, rollout.stats, summarise(stored),
+                          count.retried, count.retried_failed)

@@ -4,8 +4,24 @@ Crash safety: a line is written with a single ``write`` and flushed, so a run
 killed at any moment (kill -9 included) leaves at most one partial last line.
 Readers ignore a last line without its newline; a writer opening the store
 cuts such a line off before appending, so no partial episode is ever read
-and the interrupted episode is simply played again. One process writes a
-store at a time (an exclusive lock on ``DIR/.lock``).
+and the interrupted episode is simply played again. The file is synced to
+the disk (fsync) at most once a second while a run appends and when it
+closes, so a power loss costs at most the last second's episodes, which a
+resumed run plays again. One process writes a directory at a time
+(:class:`arena.lock.OutputLock`).
+
+The store stays append-only, and an id may appear more than once: a failed
+episode (a backend error) is played again by the next run of the same
+command, and the new record supersedes the failed one. Every reader takes
+the last record of each id (and says how many it skipped), so a retried
+episode is counted, replayed and exported once.
+
+What is written can be read: :meth:`EpisodeStore.append` checks each episode
+against the schema (and for numbers JSON cannot hold) before writing it, and
+refuses it with the episode named otherwise; secret values are removed from
+it first (:mod:`agents.secrets`). Readers check every line before yielding the
+first episode, so a corrupt line is reported, with its file and number,
+before any work starts.
 
 ``DIR/run.json`` records what produced the episodes (game, options, agents,
 sampling, seed); a run resumed with different settings is refused instead of
@@ -15,23 +31,36 @@ mixing incompatible episodes in one file.
 from __future__ import annotations
 
 import json
+import logging
 import os
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from agents.secrets import redact
 from arena.episode import Episode, EpisodeFormatError
+from arena.lock import OutputLock
 
-__all__ = ["EpisodeStore", "StoreError", "read_episodes", "episodes_to_rows"]
+__all__ = ["EpisodeStore", "StoreError", "read_episodes", "episodes_to_rows", "fsync_path"]
 
-try:  # POSIX file locks; on other systems the store works without the lock
-    import fcntl
-except ImportError:  # pragma: no cover
-    fcntl = None  # type: ignore[assignment]
+log = logging.getLogger(__name__)
+
+#: Seconds between two fsyncs of a store being appended to.
+SYNC_INTERVAL_S = 1.0
 
 
 class StoreError(RuntimeError):
     """The store cannot be used as asked (locked, incompatible run, unreadable file)."""
+
+
+def fsync_path(path: Path) -> None:
+    """Sync a file or a directory (its entries: a rename into it) to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _complete_lines(path: Path) -> Iterator[tuple[int, bytes]]:
@@ -42,18 +71,49 @@ def _complete_lines(path: Path) -> Iterator[tuple[int, bytes]]:
                 yield number, line
 
 
-def read_episodes(path: str | Path) -> Iterator[Episode]:
-    """Every complete episode in a JSONL file (a partial last line is skipped)."""
-    path = Path(path)
-    if not path.is_file():
-        raise StoreError(f"no episode file at {path}")
+def _parse(path: Path, number: int, line: bytes) -> Episode:
+    try:
+        return Episode.from_dict(json.loads(line))
+    except (json.JSONDecodeError, UnicodeDecodeError, EpisodeFormatError, TypeError, ValueError) as err:
+        raise StoreError(f"{path}, line {number}: not a valid episode ({err}); remove or repair that line "
+                         f"(e.g. sed -i '{number}d' {path}) and run again") from None
+
+
+def _index(path: Path) -> tuple[dict[str, tuple[int, bool]], int]:
+    """Check every line; return each id's last line number and status (ok or not), and how many lines
+    an id's later record superseded."""
+    last: dict[str, tuple[int, bool]] = {}
+    superseded = 0
     for number, line in _complete_lines(path):
         if not line.strip():
             continue
-        try:
-            yield Episode.from_dict(json.loads(line))
-        except (json.JSONDecodeError, EpisodeFormatError, TypeError) as err:
-            raise StoreError(f"{path}, line {number}: not a valid episode ({err})") from None
+        episode = _parse(path, number, line)
+        superseded += episode.id in last
+        last[episode.id] = (number, episode.ok)
+    return last, superseded
+
+
+def read_episodes(path: str | Path) -> Iterator[Episode]:
+    """Every episode in a JSONL file, the last record of each id, in file order (a partial last line is
+    skipped). Every line is checked before the first episode is yielded."""
+    path = Path(path)
+    if not path.is_file():
+        raise StoreError(f"no episode file at {path}")
+    last, superseded = _index(path)
+    if superseded:
+        log.info("%s: %d earlier records of re-played episodes skipped (the last record of each id is used)",
+                 path, superseded)
+    keep = {number for number, _ in last.values()}
+    end = max(keep, default=0)
+
+    def episodes() -> Iterator[Episode]:
+        for number, line in _complete_lines(path):
+            if number > end:  # lines a writer appended after the check
+                break
+            if number in keep:
+                yield _parse(path, number, line)
+
+    return episodes()
 
 
 class EpisodeStore:
@@ -66,32 +126,40 @@ class EpisodeStore:
         self.directory = Path(directory)
         self.path = self.directory / self.FILE
         self._handle = None
-        self._lock = None
-        self._ids: set[str] | None = None
+        self._lock: OutputLock | None = None
+        self._status: dict[str, bool] | None = None  # id -> whether its last record finished ok
+        self._synced = 0.0
 
     # ------------------------------------------------------------------ writing
-    def open(self, run: dict[str, Any] | None = None) -> EpisodeStore:
-        """Open for appending; check ``run`` against what the directory was made with."""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        if fcntl is not None:
-            self._lock = open(self.directory / ".lock", "w")
+    def open(self, run: dict[str, Any] | None = None, *, locked: bool = False) -> EpisodeStore:
+        """Open for appending (checking every stored line); check ``run`` against what the directory was
+        made with. ``locked``: the caller already holds the directory's :class:`OutputLock`."""
+        if not locked:
+            lock = OutputLock(self.directory)
             try:
-                fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                self._lock.close()
-                self._lock = None
-                raise StoreError(f"another process is writing {self.directory}; wait for it or use another --out") \
-                    from None
-        if run is not None:
-            self._check_run(run)
-        self._cut_partial_line()
-        self._handle = open(self.path, "ab")
+                lock.acquire()
+            except RuntimeError as err:
+                raise StoreError(str(err)) from None
+            self._lock = lock
+        try:
+            if run is not None:
+                self._check_run(run)
+            self._cut_partial_line()
+            self._status = self._read_status()
+            self._handle = open(self.path, "ab")
+        except BaseException:
+            self.close()
+            raise
+        self._synced = time.monotonic()
         return self
 
     def _check_run(self, run: dict[str, Any]) -> None:
         meta = self.directory / self.META
         if meta.is_file():
-            stored = json.loads(meta.read_text(encoding="utf-8"))
+            try:
+                stored = json.loads(meta.read_text(encoding="utf-8"))
+            except (ValueError, UnicodeDecodeError) as err:
+                raise StoreError(f"{meta} is not readable JSON ({err}); restore it, or use another --out") from None
             different = sorted(k for k in set(stored) | set(run) if stored.get(k) != run.get(k))
             if different:
                 details = "; ".join(f"{k}: stored {stored.get(k)!r}, now {run.get(k)!r}" for k in different)
@@ -124,21 +192,39 @@ class EpisodeStore:
             f.truncate(0)
 
     def append(self, episode: Episode) -> None:
-        """Write one episode as one line and flush it."""
+        """Check one episode, write it as one line and flush it (synced at most once a second)."""
         if self._handle is None:
             raise StoreError("the store is not open for writing; call open() first")
-        line = json.dumps(episode.to_dict(), ensure_ascii=False, allow_nan=False, default=str) + "\n"
-        self._handle.write(line.encode("utf-8"))
+        if episode.error:
+            episode.error = redact(episode.error)
+        try:
+            line = json.dumps(episode.to_dict(), ensure_ascii=False, allow_nan=False, default=str)
+            Episode.from_dict(json.loads(line))
+        except (ValueError, TypeError) as err:  # EpisodeFormatError is a ValueError
+            raise StoreError(f"episode {episode.id!r} was not stored: its readers could not read it back "
+                             f"({err})") from None
+        self._handle.write((redact(line, values_only=True) + "\n").encode("utf-8"))
         self._handle.flush()
-        if self._ids is not None:
-            self._ids.add(episode.id)
+        if time.monotonic() - self._synced >= SYNC_INTERVAL_S:
+            self.sync()
+        if self._status is not None:
+            self._status[episode.id] = episode.ok
+
+    def sync(self) -> None:
+        """Make what was appended durable (fsync)."""
+        if self._handle is not None:
+            os.fsync(self._handle.fileno())
+            self._synced = time.monotonic()
 
     def close(self) -> None:
         if self._handle is not None:
-            self._handle.close()
-            self._handle = None
+            try:
+                self.sync()
+            finally:
+                self._handle.close()
+                self._handle = None
         if self._lock is not None:
-            self._lock.close()
+            self._lock.release()
             self._lock = None
 
     def __enter__(self) -> EpisodeStore:
@@ -148,11 +234,24 @@ class EpisodeStore:
         self.close()
 
     # ------------------------------------------------------------------ reading
+    def _read_status(self) -> dict[str, bool]:
+        if not self.path.is_file():
+            return {}
+        last, _ = _index(self.path)
+        return {episode_id: ok for episode_id, (_, ok) in last.items()}
+
     def ids(self) -> set[str]:
-        """Ids of the complete episodes stored."""
-        if self._ids is None:
-            self._ids = {e.id for e in self} if self.path.is_file() else set()
-        return self._ids
+        """Ids of the episodes stored (finished or failed)."""
+        if self._status is None:
+            self._status = self._read_status()
+        return set(self._status)
+
+    def done_ids(self) -> set[str]:
+        """Ids of the episodes stored as finished: what a resumed run need not play again (a failed
+        episode is played again, and its new record supersedes the failed one)."""
+        if self._status is None:
+            self._status = self._read_status()
+        return {episode_id for episode_id, ok in self._status.items() if ok}
 
     def __iter__(self) -> Iterator[Episode]:
         if not self.path.is_file():

@@ -48,7 +48,7 @@ from arena.batched import BatchedRollout, EpisodePlan, RolloutStats, episode_see
 from arena.episode import Episode
 from arena.ratings import Outcome, bradley_terry
 from arena.scenario import ScenarioError
-from arena.selfplay import load_policies, play_into
+from arena.selfplay import PlayCount, load_policies, play_into
 from arena.store import EpisodeStore
 from arena.tournament_scenario import GameEntry, Tournament, load_tournament, partner_name
 
@@ -134,6 +134,7 @@ class Tally:
     failures: dict[str, int]
     episodes: dict[str, int]
     role_scores: dict[str, dict[str, dict[str, list[float]]]]  # agent -> game -> role -> scores
+    failed_episodes: int = 0
 
 
 def outcomes_from(t: Tournament, plans: Sequence[EpisodePlan], pairings: Sequence[Sequence[tuple[str, str]]],
@@ -149,6 +150,7 @@ def outcomes_from(t: Tournament, plans: Sequence[EpisodePlan], pairings: Sequenc
         for agent in set(pool.values()):
             tally.episodes[agent] += 1
         if not e.ok:
+            tally.failed_episodes += 1
             culprit = pool.get(e.failed_role or "")  # a partner's failure is nobody's in the pool
             for agent in [culprit] if culprit else sorted(set(pool.values())):
                 tally.failures[agent] += 1
@@ -208,6 +210,9 @@ class TournamentResult:
     tally: Tally
     played: int
     stats: RolloutStats
+    #: Episodes stored as failed by an earlier run and played again by this one, and how many failed again.
+    retried: int = 0
+    retried_failed: int = 0
 
 
 def run_tournament(t: Tournament, on_episode: Callable[[Episode, RolloutStats], None] | None = None,
@@ -227,10 +232,9 @@ def run_tournament(t: Tournament, on_episode: Callable[[Episode, RolloutStats], 
             raise ScenarioError(f"no policy given for the agent specs {missing}")
         by_name = {name: loaded[spec] for name, spec in {**t.agents, **partners}.items()}
         rollout = BatchedRollout(by_name, t.run.concurrency)
-        done = store.ids()
         all_plans: list[EpisodePlan] = []
         pairings: list[list[tuple[str, str]]] = []
-        played = 0
+        count = PlayCount()
         try:
             rounds = 1 if t.schedule.kind == "round-robin" else t.schedule.rounds
             met: set[frozenset[str]] = set()
@@ -253,15 +257,15 @@ def run_tournament(t: Tournament, on_episode: Callable[[Episode, RolloutStats], 
                 pairings.append(list(pairs))
                 plans = tournament_plans(t, round_no, pairs)
                 all_plans += plans
-                played += play_into(store, rollout, plans, done, on_episode)
+                play_into(store, rollout, plans, on_episode, count)
         finally:
             if owned:
                 for policy in loaded.values():
                     policy.close()
         stored = {e.id: e for e in store}
     save_plans(t.out, all_plans, pairings)
-    return TournamentResult(t.out, all_plans, pairings, outcomes_from(t, all_plans, pairings, stored), played,
-                            rollout.stats)
+    return TournamentResult(t.out, all_plans, pairings, outcomes_from(t, all_plans, pairings, stored), count.played,
+                            rollout.stats, count.retried, count.retried_failed)
 
 
 def save_plans(out: Path, plans: Sequence[EpisodePlan], pairings: Sequence[Sequence[tuple[str, str]]]) -> None:

@@ -65,6 +65,8 @@ class RatingsSection(Section):
 class TournamentRunSection(Section):
     concurrency: int = option(32, "episodes played at once", min=1)
     out: str = option("", "output directory (default: runs/<scenario name>)")
+    max_failed_share: float = option(0.1, "exit with status 1 when more than this share of the episodes failed "
+                                     "(backend errors); run the command again to retry them", min=0.0, max=1.0)
 
 
 @dataclass(frozen=True)

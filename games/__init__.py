@@ -14,7 +14,16 @@ from games.negotiation import NegotiationGame  # noqa: E402  (built-in games reg
 from games.options import GameOptions, OptionError, option
 from games.players import CallablePlayer, Player, RandomPlayer
 from games.refine import RefineGame  # noqa: E402
-from games.registry import GameSpec, UnknownGameError, get_spec, list_games, load_plugin, make, register
+from games.registry import (
+    GameSpec,
+    PluginError,
+    UnknownGameError,
+    get_spec,
+    list_games,
+    load_plugin,
+    make,
+    register,
+)
 from games.spaces import AnyText
 from games.therapy import TherapyGame  # noqa: E402
 
@@ -23,6 +32,6 @@ for _game in (NegotiationGame, RefineGame, TherapyGame):
 
 __all__ = [
     "AnyText", "CallablePlayer", "GameError", "GameOptions", "GameResult", "GameSpec", "MoveRecord",
-    "OptionError", "Player", "RandomPlayer", "SingleRoleEnv", "TextGame", "UnknownGameError",
+    "OptionError", "Player", "PluginError", "RandomPlayer", "SingleRoleEnv", "TextGame", "UnknownGameError",
     "get_spec", "list_games", "load_plugin", "make", "option", "register", "to_gymnasium",
 ]

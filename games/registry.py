@@ -25,7 +25,7 @@ from games.base import TextGame
 from games.options import suggest
 from games.players import Player, RandomPlayer
 
-__all__ = ["GameSpec", "register", "get_spec", "list_games", "make", "load_plugin", "UnknownGameError"]
+__all__ = ["GameSpec", "register", "get_spec", "list_games", "make", "load_plugin", "PluginError", "UnknownGameError"]
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,10 @@ def _load_entry_points() -> None:
         return
     _entry_points_loaded = True
     for target in filter(None, (t.strip() for t in os.environ.get("ARENA_PLUGINS", "").split(os.pathsep))):
-        load_plugin(target)  # a broken file named explicitly is the user's error: let it raise
+        try:
+            load_plugin(target)  # a broken file named explicitly is the user's error: let it raise
+        except (PluginError, FileNotFoundError) as err:
+            raise PluginError(f"{err} (named in $ARENA_PLUGINS; fix it or remove it from the variable)") from None
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         try:
             obj = ep.load()
@@ -155,10 +158,26 @@ def make(game_id: str, render_mode: str | None = None, **options: Any) -> TextGa
     return get_spec(game_id).make(render_mode=render_mode, **options)
 
 
+class PluginError(RuntimeError):
+    """A game plugin could not be imported (its own code raised, or it is not found)."""
+
+
+def _where_it_failed(err: BaseException, origin: str) -> str:
+    """' (line N)' of the plugin's own frame that raised, if any."""
+    tb = err.__traceback__
+    line = None
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == origin:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return f", line {line}" if line else ""
+
+
 def load_plugin(target: str | Path) -> list[str]:
     """Import a game file (``path/to/game.py``) or module (``pkg.games``) and return the ids it registered.
 
-    A game file registers its games with :func:`register` when imported.
+    A game file registers its games with :func:`register` when imported. A plugin whose import raises is a
+    :class:`PluginError` naming the plugin, the line and the error.
     """
     before = set(_REGISTRY)
     path = Path(str(target))
@@ -169,16 +188,23 @@ def load_plugin(target: str | Path) -> list[str]:
         if name not in sys.modules:
             spec = importlib.util.spec_from_file_location(name, path)
             if spec is None or spec.loader is None:
-                raise ImportError(f"cannot import game plugin {path}")
+                raise PluginError(f"cannot import game plugin {path}")
             module = importlib.util.module_from_spec(spec)
             sys.modules[name] = module
             try:
                 spec.loader.exec_module(module)
+            except Exception as err:
+                del sys.modules[name]
+                raise PluginError(f"game plugin {path}{_where_it_failed(err, str(path))} failed to load: "
+                                  f"{type(err).__name__}: {err}") from err
             except BaseException:
                 del sys.modules[name]
                 raise
     else:
-        importlib.import_module(str(target))
+        try:
+            importlib.import_module(str(target))
+        except Exception as err:
+            raise PluginError(f"game plugin module {target} failed to load: {type(err).__name__}: {err}") from err
     added = sorted(set(_REGISTRY) - before)
     return added
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-__all__ = ["clean", "clip", "parse_number", "NUMBER_WORDS", "normalise_words"]
+__all__ = ["clean", "clip", "parse_number", "printable", "NUMBER_WORDS", "normalise_words"]
 
 NUMBER_WORDS = {
     "zero": 0, "no": 0, "none": 0, "one": 1, "a": 1, "an": 1, "single": 1, "two": 2,
@@ -37,6 +37,19 @@ def clean(text: str, limit: int = 2000) -> str:
     text = unicodedata.normalize("NFC", text[: limit * 4])
     text = _CONTROL.sub("", text).replace("\r", "")
     return clip(text.strip(), limit)
+
+
+def _escape(match: re.Match) -> str:
+    code = ord(match.group(0))
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def printable(text: object) -> str:
+    """Text safe to print on a terminal, with nothing hidden: every control and bidi-override character
+    except newline and tab is shown escaped (ESC as ``\\x1b``), so a move cannot retitle the window, colour
+    the output, clear the screen or reorder what is shown; the rest is unchanged."""
+    text = text if isinstance(text, str) else str(text)
+    return _CONTROL.sub(_escape, text.replace("\r\n", "\n"))
 
 
 def normalise_words(text: str) -> str:

@@ -140,7 +140,7 @@ def test_a_slow_server_fails_episodes_with_a_reason_without_hanging(server, tmp_
     started = time.time()
     proc = _selfplay(scenario, tmp_path / "slow")
     output, _ = proc.communicate(timeout=300)
-    assert proc.returncode == 0, output[-2000:]
+    assert proc.returncode == 1 and "100% of the episodes failed" in output, output[-2000:]
     assert time.time() - started < 120
     episodes = list(read_episodes(tmp_path / "slow" / "episodes.jsonl"))
     assert len(episodes) == 3 and all(e.status == "failed" and "timed out" in e.error for e in episodes)
@@ -160,7 +160,7 @@ def test_killing_the_server_mid_run(tiny_model_dir, tmp_path):
             time.sleep(0.05)
         _stop(server_proc)
         output, _ = run.communicate(timeout=300)
-        assert run.returncode == 0, output[-2000:]
+        assert run.returncode == 1 and "of the episodes failed" in output, output[-2000:]
     finally:
         _stop(server_proc)
     episodes = list(read_episodes(path))

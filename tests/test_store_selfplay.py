@@ -52,7 +52,7 @@ def test_store_round_trip_and_partial_last_line(tmp_path):
 
 def test_store_refuses_a_second_writer_and_a_different_run(tmp_path):
     first = EpisodeStore(tmp_path).open({"game": "negotiation-v0", "seed": 0})
-    with pytest.raises(StoreError, match="another process is writing"):
+    with pytest.raises(StoreError, match=r"another process \(PID \d+\) is writing"):
         EpisodeStore(tmp_path).open({"game": "negotiation-v0", "seed": 0})
     first.close()
     with pytest.raises(StoreError, match="different run.*seed: stored 0, now 1"):

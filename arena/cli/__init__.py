@@ -15,10 +15,13 @@ live beside it: ``play`` (games, play, replay, export), ``selfplay``,
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import typer
@@ -35,8 +38,11 @@ from rich.text import Text
 
 import games
 from agents.base import PolicyError
+from agents.secrets import RedactingFilter, redact
+from arena.store import StoreError
 from games.options import OptionError
-from games.registry import UnknownGameError
+from games.registry import PluginError, UnknownGameError
+from games.text import printable
 
 app = typer.Typer(
     name="arena",
@@ -49,7 +55,8 @@ console = Console()
 err_console = Console(stderr=True)
 
 #: Errors that are the user's input, shown as one line without a traceback.
-USER_ERRORS = (OptionError, UnknownGameError, PolicyError, FileNotFoundError, ValueError)
+USER_ERRORS = (OptionError, UnknownGameError, PluginError, PolicyError, StoreError, FileNotFoundError,
+               NotADirectoryError, ValueError)
 
 
 class CliError(Exception):
@@ -57,7 +64,9 @@ class CliError(Exception):
 
 
 def _fail(message: str, code: int = 2) -> None:
-    err_console.print(Text.assemble(("error: ", "bold red"), message), soft_wrap=True, highlight=False)
+    """Print one error line (secrets redacted, control characters escaped) and exit with ``code``."""
+    err_console.print(Text.assemble(("error: ", "bold red"), printable(redact(message))), soft_wrap=True,
+                      highlight=False)
     raise typer.Exit(code)
 
 
@@ -112,14 +121,47 @@ def _episode_ticker(progress: Progress, task) -> Callable[[Any, Any], None]:
 
 
 
+@contextmanager
+def interrupt_hint(hint: Callable[[], str]) -> Iterator[None]:
+    """On Ctrl-C, say what was saved and how to go on (``hint()``), then exit with 130."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        err_console.print(Text(f"interrupted: {hint()}", style="yellow"), soft_wrap=True, highlight=False)
+        raise typer.Exit(130) from None
+
+
+#: Set to 1 to see the traceback of an unexpected error instead of its one-line summary.
+DEBUG_ENV = "ARENA_DEBUG"
+
+
+def describe_failure(err: BaseException) -> str:
+    """An error no command expected, as one line that says what to do."""
+    if isinstance(err, OSError):
+        where = f" ({err.filename})" if err.filename else ""
+        if err.errno == errno.ENOSPC:
+            return (f"no space left on the device{where}: free some space, then run the same command again "
+                    "(what was stored before is kept)")
+        return f"{err.strerror or err}{where}"
+    return f"{type(err).__name__}: {err} (unexpected; run with {DEBUG_ENV}=1 for the traceback)"
+
+
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point: every error is one line on stderr (exit 2: bad input; 1: the run failed)."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactingFilter())
     try:
         app()
     except KeyboardInterrupt:
-        err_console.print("[yellow]Interrupted.[/yellow]")
+        err_console.print("[yellow]interrupted[/yellow]")
         sys.exit(130)
+    except Exception as err:
+        if os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+            raise
+        err_console.print(Text.assemble(("error: ", "bold red"), printable(redact(describe_failure(err)))),
+                          soft_wrap=True, highlight=False)
+        sys.exit(1)
 
 
 # The commands register themselves on ``app`` when imported, in the order `arena --help` lists them.

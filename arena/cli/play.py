@@ -57,6 +57,8 @@ def play_command(
     as_json: bool = typer.Option(False, "--json", help="Print the episode as JSON instead of the transcript."),
 ) -> None:
     """Play one episode and print its transcript."""
+    if seed < 0:
+        _fail(f"--seed must be 0 or more; got {seed}")
     try:
         _load_plugins(plugin)
         spec = games.get_spec(game)

@@ -7,7 +7,9 @@ from pathlib import Path
 import typer
 from rich.text import Text
 
-from arena.cli import USER_ERRORS, CliError, _episode_ticker, _fail, _progress, app, console
+from arena.cli import USER_ERRORS, CliError, _episode_ticker, _fail, _progress, app, console, interrupt_hint
+from arena.cli.selfplay import failure_verdict
+from games.text import printable
 
 
 @app.command("tournament")
@@ -25,15 +27,17 @@ def tournament_command(
         _fail(str(err))
         return
     total = total_episodes(t)
-    console.print(Text.assemble(("tournament ", "bold"), f"{len(t.agents)} agents · "
+    console.print(Text.assemble(("tournament ", "bold"), printable(f"{len(t.agents)} agents · "
                                 f"{', '.join(g.key for g in t.games)} · {t.schedule.kind} · {total} episodes "
-                                f"→ {t.out}"), highlight=False)
-    with _progress(total, "tournament") as progress:
+                                f"→ {t.out}")), highlight=False)
+    hint = interrupt_hint(lambda: f"the episodes finished so far are in {t.out / 'episodes.jsonl'}; run the same "
+                                  "command again to resume (the same ratings as an uninterrupted run)")
+    with hint, _progress(total, "tournament") as progress:
         task = progress.add_task("tournament", total=total, rate="-", legal="-", failed=0)
         from arena.store import EpisodeStore
 
         if (t.out / EpisodeStore.FILE).is_file():
-            progress.update(task, completed=min(total, len(EpisodeStore(t.out).ids())))
+            progress.update(task, completed=min(total, len(EpisodeStore(t.out).done_ids())))
         on_episode = _episode_ticker(progress, task)
 
         try:
@@ -45,6 +49,10 @@ def tournament_command(
     written = leaderboard.write(data, t.out)
     _show_leaderboard(data)
     console.print("wrote " + ", ".join(str(p) for p in written), highlight=False)
+    verdict = failure_verdict(result.tally.failed_episodes, len(result.plans), result.retried, result.retried_failed,
+                              t.run.max_failed_share, "tournament")
+    if verdict:
+        _fail(verdict, code=1)
 
 
 def _show_leaderboard(data: dict) -> None:

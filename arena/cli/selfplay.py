@@ -8,7 +8,8 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from arena.cli import USER_ERRORS, CliError, _episode_ticker, _fail, _progress, app, console
+from arena.cli import USER_ERRORS, CliError, _episode_ticker, _fail, _progress, app, console, interrupt_hint
+from games.text import printable
 
 
 def _summary_table(summary: dict) -> Table:
@@ -17,14 +18,31 @@ def _summary_table(summary: dict) -> Table:
     table.add_column("value", justify="right")
     table.add_row("episodes", str(summary["episodes"]))
     table.add_row("failed", str(summary["failed"]))
-    table.add_row("legal-move rate", f"{summary['legal_rate']:.3f}")
+    rate = summary["legal_rate"]
+    table.add_row("legal-move rate", "n/a (no move was made)" if rate is None else f"{rate:.3f}")
     for role, rate in summary.get("legal_rate_by_role", {}).items():
         table.add_row(f"legal-move rate · {role}", f"{rate:.3f}")
     for role, score in summary.get("mean_scores", {}).items():
-        table.add_row(f"mean score · {role}", f"{score:.3f}")
+        table.add_row(Text(f"mean score · {printable(role)}"), f"{score:.3f}")
     for name, value in summary.get("metrics", {}).items():
-        table.add_row(name, f"{value:.3f}")
+        table.add_row(Text(printable(name)), f"{value:.3f}")
     return table
+
+
+def failure_verdict(failed: int, total: int, retried: int, retried_failed: int, limit: float, what: str) -> str | None:
+    """The line that says how many episodes failed (and were retried); an error line when too many did."""
+    parts = []
+    if retried:
+        parts.append(f"{retried} failed episodes of an earlier run retried, {retried_failed} failed again")
+    if failed:
+        parts.append(f"{failed} of {total} episodes failed (see their 'error' in arena replay); run the same "
+                     "command again to retry them")
+    if parts:
+        console.print(Text("; ".join(parts), style="yellow"), soft_wrap=True, highlight=False)
+    if total and failed / total > limit:
+        return (f"{what}: {failed / total:.0%} of the episodes failed, more than the allowed {limit:.0%} "
+                "([run] max_failed_share); fix the agents' backend and run the same command again to retry them")
+    return None
 
 
 @app.command("selfplay")
@@ -50,17 +68,19 @@ def selfplay_command(
         _fail(str(err))
         return
     roles = ", ".join(f"{r}={s}" for r, s in scenario.roles.items())
-    console.print(Text.assemble(("self-play ", "bold"), f"{scenario.game.id} · {roles} · "
+    console.print(Text.assemble(("self-play ", "bold"), printable(f"{scenario.game.id} · {roles} · "
                                 f"{scenario.run.episodes} episodes · concurrency {scenario.run.concurrency} "
-                                f"→ {scenario.out}"), highlight=False)
-    with _progress(scenario.run.episodes, "self-play") as progress:
+                                f"→ {scenario.out}")), highlight=False)
+    hint = interrupt_hint(lambda: f"the episodes finished so far are in {scenario.out / 'episodes.jsonl'}; run the "
+                                  "same command again to resume (the same episodes as an uninterrupted run)")
+    with hint, _progress(scenario.run.episodes, "self-play") as progress:
         task = progress.add_task("self-play", total=scenario.run.episodes, rate="-", legal="-", failed=0)
         on_episode = _episode_ticker(progress, task)
 
         try:
             from arena.store import EpisodeStore
 
-            stored = len(EpisodeStore(scenario.out).ids()) if (scenario.out / EpisodeStore.FILE).is_file() else 0
+            stored = len(EpisodeStore(scenario.out).done_ids()) if (scenario.out / EpisodeStore.FILE).is_file() else 0
             progress.update(task, completed=min(stored, scenario.run.episodes))
             result = run_selfplay(scenario, on_episode)
         except (CliError, *USER_ERRORS, RuntimeError) as err:
@@ -68,5 +88,9 @@ def selfplay_command(
             return
     console.print(_summary_table(result.summary))
     console.print(f"episodes: {result.out} ({result.played} played now, {result.total} stored)", highlight=False)
+    verdict = failure_verdict(result.summary["failed"], result.total, result.retried, result.retried_failed,
+                              scenario.run.max_failed_share, "self-play")
+    if verdict:
+        _fail(verdict, code=1)
 
 

@@ -10,7 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from arena.cli import USER_ERRORS, CliError, _fail, app, console, err_console, parse_key_values
+from arena.cli import USER_ERRORS, CliError, _fail, app, console, err_console, interrupt_hint, parse_key_values
 from arena.cli.rating import _show_leaderboard
 
 
@@ -27,7 +27,7 @@ def train_command(
     """Train an agent from its own episodes (filtered behaviour cloning, policy gradient, SCoRe)."""
     from arena.train.algorithms import train
     from arena.train.scenario import load_train_scenario
-    from arena.train.session import TrainError
+    from arena.train.session import TrainError, TrainFailed
 
     try:
         overrides = {key: _toml_value(value) for key, value in parse_key_values(set_, "--set").items()}
@@ -60,8 +60,18 @@ def train_command(
                                    f"legal {row['policy_legal_rate']:.1%}",
                                    style="cyan"), highlight=False, soft_wrap=True)
 
+    def saved() -> str:
+        latest = scenario.out / "checkpoints" / "latest.json"
+        where = f"the last checkpoint is in {scenario.out / 'checkpoints'}" if latest.is_file() else \
+            "no checkpoint was written yet"
+        return f"{where}; continue with: arena train {scenario_path} --out {scenario.out} --resume"
+
     try:
-        result = train(scenario, resume=resume, wandb=not no_wandb, progress=report)
+        with interrupt_hint(saved):
+            result = train(scenario, resume=resume, wandb=not no_wandb, progress=report)
+    except TrainFailed as err:  # the run could not go on (a full disk, every episode failed)
+        _fail(str(err), code=1)
+        return
     except (TrainError, *USER_ERRORS) as err:
         _fail(str(err))
         return
@@ -88,7 +98,7 @@ def run_command(
 ) -> None:
     """Self-play, training, a before/after tournament and a report, in one command."""
     from arena.pipeline import run_pipeline
-    from arena.train.session import TrainError
+    from arena.train.session import TrainError, TrainFailed
 
     started = time.perf_counter()
 
@@ -104,8 +114,13 @@ def run_command(
             console.rule(Text(f"{step} · {time.perf_counter() - started:.0f} s"))
 
     try:
-        results = run_pipeline(scenario_path, out, wandb=wandb, say=say)
-    except (TrainError, *USER_ERRORS) as err:
+        with interrupt_hint(lambda: "each finished step is kept in the output directory; run the same command "
+                                    "again to resume"):
+            results = run_pipeline(scenario_path, out, wandb=wandb, say=say)
+    except TrainFailed as err:
+        _fail(str(err), code=1)
+        return
+    except (TrainError, *USER_ERRORS, RuntimeError) as err:
         _fail(str(err))
         return
     if "tournament" in results:

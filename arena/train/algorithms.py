@@ -29,9 +29,12 @@ def train(scenario: TrainScenario, resume: bool = False, wandb: bool = True,
     config_cls, run = _table()[scenario.algorithm]
     config = config_cls.from_mapping(scenario.algorithm_config, source="[algorithm]")
     session = TrainingSession(scenario, resume=resume, wandb=wandb, progress=progress)
-    state = session.load_checkpoint() if resume else None
-    run(session, config, state)
-    final = session.finish()
+    try:
+        state = session.load_checkpoint() if resume else None
+        run(session, config, state)
+        final = session.finish()
+    finally:
+        session.close()
     import json
 
     evals = json.loads((session.out / "eval.json").read_text(encoding="utf-8"))

@@ -29,7 +29,7 @@ from arena.store import read_episodes
 from arena.train.model import bc_loss
 from arena.train.optim import gradient_step, minibatches
 from arena.train.pg import _episode_metrics
-from arena.train.session import TrainingSession
+from arena.train.session import TrainError, TrainFailed, TrainingSession
 from games.options import option
 
 __all__ = ["FilteredBCConfig", "run", "select"]
@@ -74,14 +74,24 @@ def select(seqs, rule: str, top_fraction: float = 0.25, by_setup: bool = False) 
 def run(session: TrainingSession, config: FilteredBCConfig, state: dict[str, Any] | None) -> None:
     state = state or {"optimizer": None}
     model = session.model
-    optimizer = session.start(config.learning_rate, state)
+    # stored episodes are read and checked before the "before" evaluation: a bad file stops the run at once
     stored = [e for path in session.scenario.data for e in read_episodes(path)]
+    if stored:
+        session.check_episodes(stored, "[data] episodes")
+        if not session.sequences(stored):
+            raise TrainError(f"[data] episodes: none of the {len(stored)} episodes has a finished side of "
+                             f"{', '.join(session.scenario.trained_roles)} that fits the model to learn from")
+    optimizer = session.start(config.learning_rate, state)
     for round_no in range(session.iteration + 1, config.rounds + 1):
         session.iteration = round_no
         setups = max(1, config.episodes_per_round // config.group_size)
         episodes = stored or session.play(session.plans(round_no, setups, config.group_size))
         seqs = session.sequences(episodes)
+        session.check_episodes(episodes, f"round {round_no}")
         kept = select(seqs, config.filter, config.top_fraction, by_setup=config.group_size > 1 and not stored)
+        if not kept and stored:
+            raise TrainError(f"the filter {config.filter!r} keeps none of the {len(seqs)} sides in [data] episodes "
+                             "(every side scored the same?); choose another [algorithm] filter")
         metrics: dict[str, Any] = {"kept": float(len(kept)), "sides": float(len(seqs))}
         rng = np.random.default_rng([session.scenario.run.seed, round_no])
         steps = 0
@@ -94,8 +104,15 @@ def run(session: TrainingSession, config: FilteredBCConfig, state: dict[str, Any
                 metrics["loss"] = step.get("loss", 0.0)
                 metrics["entropy"] = step.get("entropy", 0.0)
         metrics["steps"] = float(steps)
+        state["steps"] = state.get("steps", 0) + steps
+        if not kept:
+            metrics["warnings"] = [f"round {round_no}: the filter {config.filter!r} kept none of the {len(seqs)} "
+                                   "sides (all scored alike); no step was taken"]
         if episodes and not stored:
             metrics.update(_episode_metrics(session, episodes))
         session.log_metrics(metrics)
         session.end_iteration(config.rounds, optimizer, state)
+    if config.rounds and state.get("steps", 1) == 0:
+        raise TrainFailed(f"{config.rounds} rounds took no training step: the filter {config.filter!r} kept no side "
+                         "in any round, so the model is unchanged; try filter = \"top-k\"")
     session.evaluate_after()

@@ -67,6 +67,7 @@ def run(session: TrainingSession, config: PGConfig, state: dict[str, Any] | None
         session.iteration = iteration
         episodes = session.play(session.plans(iteration, config.groups, config.group_size))
         seqs = session.sequences(episodes)
+        session.check_episodes(episodes, f"iteration {iteration}")
         values = turn_values(seqs, config.gamma)
         if config.estimator == "reinforce":
             running_baseline_advantages(seqs, values, state["baselines"], config.baseline_momentum)

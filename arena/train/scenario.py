@@ -157,6 +157,9 @@ def load_train_scenario(path: str | Path, out: str | None = None,
         if key not in known:
             raise ScenarioError(f"{where}: unknown section or key {key!r}; expected {', '.join(known)}."
                                 f"{suggest(key, known)}")
+        if key != "plugins" and not isinstance(data[key], Mapping):
+            raise ScenarioError(f"{where}: [{key}] must be a table of keys (e.g. {key}.KEY = VALUE with --set); "
+                                f"got {data[key]!r}")
     plugins = load_plugins(data, where, path.parent)
     model = dict(data.get("model") or {})
     for key in model:
@@ -198,7 +201,15 @@ def load_train_scenario(path: str | Path, out: str | None = None,
         run = RunSection.from_mapping(run_table(data, {"out": out}), source=f"{where} [run]")
     except OptionError as err:
         raise ScenarioError(str(err)) from None
-    stored = tuple((data.get("data") or {}).get("episodes", ()))
+    data_section = dict(data.get("data") or {})
+    for key in data_section:
+        if key != "episodes":
+            raise ScenarioError(f"{where} [data]: unknown key {key!r}; [data] takes: episodes."
+                                f"{suggest(key, ['episodes'])}")
+    stored = data_section.get("episodes", ())
+    if not isinstance(stored, (list, tuple)) or not all(isinstance(f, str) for f in stored):
+        raise ScenarioError(f"{where} [data]: episodes must be a list of episode files; got {stored!r}")
+    stored = tuple(stored)
     if stored and name != "filtered-bc":
         raise ScenarioError(f"{where} [data]: learning from stored episodes needs name = \"filtered-bc\" "
                             "(policy gradient learns on-policy from live play)")

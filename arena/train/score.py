@@ -85,6 +85,7 @@ def run(session: TrainingSession, config: SCoReConfig, state: dict[str, Any] | N
                 else config.stage2_learning_rate
         episodes = session.play(session.plans(iteration, config.groups, config.group_size))
         seqs = session.sequences(episodes)
+        session.check_episodes(episodes, f"iteration {iteration}")
         values = [attempt_values(s.rewards, stage, config.alpha) for s in seqs]
         flat = group_advantages(seqs, values, config.estimator)
         if stage == 1:  # only second attempts are credited: the first attempts' cells are flat by design

@@ -11,16 +11,20 @@ A :class:`TrainingSession` owns the output directory::
     OUT/curves.png            learning curves
     OUT/wandb/                Weights & Biases files (offline by default)
 
-Checkpoints are written to a temporary folder and renamed, and ``latest.json``
-is replaced atomically, so a kill -9 at any moment leaves the last complete
-checkpoint; ``--resume`` continues from it and, because rollouts and
-minibatches are seeded by (run seed, iteration), repeats exactly what the
-uninterrupted run would have done.
+One process trains in a directory at a time (:class:`arena.lock.OutputLock`;
+a second ``arena train --out`` on it is refused with the holder's PID).
+Checkpoints are written to a temporary folder, synced to the disk (fsync),
+renamed, and ``latest.json`` is replaced atomically after them, so a kill -9
+or a power loss at any moment leaves the last complete checkpoint;
+``--resume`` continues from it and, because rollouts and minibatches are
+seeded by (run seed, iteration), repeats exactly what the uninterrupted run
+would have done.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import logging
 import os
@@ -40,19 +44,24 @@ import games
 from agents.seed import seed_model_dir
 from arena.batched import BatchedRollout, EpisodePlan, episode_seed
 from arena.episode import Episode
+from arena.lock import OutputLock
 from arena.selfplay import load_policies, summarise
-from arena.store import EpisodeStore
+from arena.store import EpisodeStore, fsync_path
 from arena.train.data import RoleSequence, role_sequences
 from arena.train.model import TrainableModel
 from arena.train.scenario import POLICY, TrainScenario
 
-__all__ = ["TrainingSession", "TrainError"]
+__all__ = ["TrainingSession", "TrainError", "TrainFailed"]
 
 log = logging.getLogger(__name__)
 
 
 class TrainError(RuntimeError):
-    """A training run cannot start or continue as asked."""
+    """A training run cannot start or continue as asked (its input is wrong: exit status 2)."""
+
+
+class TrainFailed(TrainError):
+    """A training run started right but could not go on (a full disk, every episode failed: exit status 1)."""
 
 
 class TrainingSession:
@@ -60,7 +69,23 @@ class TrainingSession:
                  progress: Callable[[str, dict[str, Any]], None] | None = None):
         self.scenario = scenario
         self.out = scenario.out
+        self._use_wandb = wandb
         self.say = progress or (lambda event, info: None)
+        self.store: EpisodeStore | None = None
+        self._wandb: Any = None
+        self.lock = OutputLock(self.out)
+        try:
+            self.lock.acquire()
+        except RuntimeError as err:  # locked by another process, or --out names a file
+            raise TrainError(str(err)) from None
+        try:
+            self._start(resume)
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self, resume: bool) -> None:
+        scenario = self.scenario
         self._prepare_dir(resume)
         if scenario.run.threads:
             torch.set_num_threads(scenario.run.threads)
@@ -73,8 +98,8 @@ class TrainingSession:
         self.iteration = 0
         self.started = time.perf_counter()
         self.seconds: dict[str, float] = defaultdict(float)  # where this iteration's time went (play, update)
-        self._wandb = self._start_wandb() if wandb else None
-        self.store = EpisodeStore(self.out).open() if scenario.run.store_episodes else None
+        self._wandb = self._start_wandb() if self._use_wandb else None
+        self.store = EpisodeStore(self.out).open(locked=True) if scenario.run.store_episodes else None
 
     # ------------------------------------------------------------------ directory and resume
     def _prepare_dir(self, resume: bool) -> None:
@@ -91,7 +116,7 @@ class TrainingSession:
             if different:
                 raise TrainError(f"{self.out} was trained with different settings ({', '.join(different)}); "
                                  "use another --out")
-        elif resume and self.out.exists() and any(self.out.iterdir()):
+        elif resume and any(p.name != OutputLock.FILE for p in self.out.iterdir()):
             raise TrainError(f"nothing to resume in {self.out} (no train.json)")
         self.out.mkdir(parents=True, exist_ok=True)
         meta.write_text(json.dumps(info, indent=1, default=str) + "\n", encoding="utf-8")
@@ -292,18 +317,35 @@ class TrainingSession:
         folder = self.out / "checkpoints" / f"iter-{self.iteration:05d}"
         tmp = folder.with_name(folder.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
-        self.model.save(tmp)
-        torch.save({"iteration": self.iteration, "state": state, "model": self.model.state_dict(),
-                    "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
-                            "python": random.getstate()}}, tmp / "trainer_state.pt")
-        shutil.rmtree(folder, ignore_errors=True)
-        os.replace(tmp, folder)
-        _atomic_write(self.out / "checkpoints" / "latest.json", json.dumps({"path": folder.name,
-                                                                             "iteration": self.iteration}) + "\n")
+        with self._writing(tmp):
+            self.model.save(tmp)
+            torch.save({"iteration": self.iteration, "state": state, "model": self.model.state_dict(),
+                        "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+                                "python": random.getstate()}}, tmp / "trainer_state.pt")
+            _sync_folder(tmp)
+            shutil.rmtree(folder, ignore_errors=True)
+            os.replace(tmp, folder)
+            fsync_path(folder.parent)
+            _atomic_write(self.out / "checkpoints" / "latest.json", json.dumps({"path": folder.name,
+                                                                                 "iteration": self.iteration}) + "\n")
         for old in sorted((self.out / "checkpoints").glob("iter-*"))[:-2]:
             if old.is_dir() and old != folder:
                 shutil.rmtree(old, ignore_errors=True)
         return folder
+
+    @contextmanager
+    def _writing(self, tmp: Path) -> Iterator[None]:
+        """Turn a failed write of ``tmp`` (a full disk, which torch reports as "unexpected pos") into one
+        clear error; the previous checkpoint stays as it was."""
+        try:
+            yield
+        except (OSError, RuntimeError) as err:
+            shutil.rmtree(tmp, ignore_errors=True)
+            free = shutil.disk_usage(self.out).free
+            cause = f"the disk is full ({free / 2**20:.0f} MiB free)" if free < 256 * 2**20 or \
+                getattr(err, "errno", None) == errno.ENOSPC else f"{type(err).__name__}: {str(err)[:200]}"
+            raise TrainFailed(f"could not write {tmp.name.removesuffix('.tmp')} in {self.out}: {cause}; free some "
+                             "space and continue with --resume (the last complete checkpoint is kept)") from None
 
     def load_checkpoint(self) -> dict[str, Any] | None:
         """Restore the latest checkpoint; return the algorithm's state (None if there is none)."""
@@ -329,9 +371,12 @@ class TrainingSession:
         final = self.out / "final"
         tmp = final.with_name("final.tmp")
         shutil.rmtree(tmp, ignore_errors=True)
-        self.model.save(tmp)
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
+        with self._writing(tmp):
+            self.model.save(tmp)
+            _sync_folder(tmp)
+            shutil.rmtree(final, ignore_errors=True)
+            os.replace(tmp, final)
+            fsync_path(self.out)
         try:
             from arena.train.curves import plot_curves
 
@@ -341,15 +386,48 @@ class TrainingSession:
             log.warning("could not draw the learning curves: %s", err)
         if self._wandb is not None:
             self._wandb.finish()
+            self._wandb = None
+        self.close()
+        return final
+
+    def close(self) -> None:
+        """Close the episode store and release the directory (also after a failure)."""
         if self.store is not None:
             self.store.close()
-        return final
+            self.store = None
+        self.lock.release()
+
+    def check_episodes(self, episodes: Sequence[Episode], what: str) -> None:
+        """Refuse to train on nothing: no episode, episodes of another game, or every episode failed."""
+        if not episodes:
+            raise TrainError(f"{what}: there are no episodes to learn from")
+        other = sorted({e.game for e in episodes} - {self.scenario.game})
+        if other:
+            raise TrainError(f"{what}: episodes of {', '.join(other)}, but the scenario trains {self.scenario.game}; "
+                             "give episode files of that game")
+        failed = [e for e in episodes if not e.ok]
+        if len(failed) == len(episodes):
+            raise TrainFailed(f"{what}: every one of the {len(episodes)} episodes failed (the first: "
+                              f"{failed[0].error}); fix the agents and run again")
 
     def game_class(self) -> type:
         return games.get_spec(self.scenario.game).cls
 
 
 def _atomic_write(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` all at once, durably (a crash leaves the old or the new file)."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, path)
+    fsync_path(path.parent)
+
+
+def _sync_folder(folder: Path) -> None:
+    """fsync every file in ``folder`` and the folder itself (before it is renamed into place)."""
+    for file in folder.rglob("*"):
+        if file.is_file():
+            fsync_path(file)
+    fsync_path(folder)

@@ -1,0 +1,84 @@
+"""One writer per output directory: an exclusive lock on ``OUT/.lock`` that names its holder.
+
+Every command that writes an output directory (self-play, tournaments,
+training, ``arena run``) holds this lock for as long as it writes, so two
+processes never append to one store or write one checkpoint. The lock file
+holds the holder's PID, and the error a second process gets names it.
+
+The lock is the operating system's (``flock``): it goes with the process, so
+a killed run leaves nothing to clean up. It is not re-entrant: a training
+session that holds its directory opens the episode store in it with
+``EpisodeStore.open(locked=True)``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import IO, Any
+
+try:  # POSIX file locks; on other systems the directory works without the lock
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = ["OutputLock", "OutputLockedError"]
+
+class OutputLockedError(RuntimeError):
+    """Another process is writing the directory."""
+
+
+class OutputLock:
+    """``with OutputLock(directory):`` holds the directory's lock (creating the directory)."""
+
+    FILE = ".lock"
+
+    def __init__(self, directory: str | Path):
+        self.directory = Path(directory)
+        self._handle: IO[str] | None = None
+        self._held = False
+
+    def acquire(self) -> OutputLock:
+        if self._held:
+            return self
+        if self.directory.exists() and not self.directory.is_dir():
+            raise NotADirectoryError(f"{self.directory} is a file; the output must be a directory: "
+                                     "choose another --out")
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise NotADirectoryError(f"{self.directory} cannot be made: a file stands on its path; choose another "
+                                     "--out") from None
+        self._handle = self._take(self.directory / self.FILE)
+        self._held = True
+        return self
+
+    def _take(self, path: Path) -> IO[str] | None:
+        if fcntl is None:  # pragma: no cover
+            return None
+        handle = open(path, "a+", encoding="utf-8")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip()
+            handle.close()
+            who = f"another process (PID {holder})" if holder.isdigit() else "another process"
+            raise OutputLockedError(f"{who} is writing {self.directory}; wait for it to finish (or stop it), "
+                                    "or use another --out") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        return handle
+
+    def release(self) -> None:
+        if self._handle is not None:
+            self._handle.close()  # closing the file releases the flock
+        self._handle, self._held = None, False
+
+    def __enter__(self) -> OutputLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
