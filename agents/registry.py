@@ -15,10 +15,15 @@ from agents.base import Policy, PolicyError
 from agents.sampling import SamplingConfig
 from games.options import Config, option, suggest
 
-__all__ = ["LoadContext", "load", "register_policy", "policy_kinds", "parse_spec"]
+__all__ = ["MODEL_KINDS", "EndpointOptions", "LoadContext", "TransformersOptions", "backend_options", "load",
+           "register_policy", "policy_kinds", "parse_spec"]
 
 PolicyFactory = Callable[[str, str, "LoadContext"], Policy]
 _FACTORIES: dict[str, tuple[PolicyFactory, str, bool]] = {}  # name -> (factory, help, takes an argument)
+_OPTIONS: dict[str, type[Config]] = {}  # name -> the [backend] keys its factory takes
+
+#: The agent kinds that take a scenario's ``[backend]`` table (the model backends).
+MODEL_KINDS = ("hf", "seed", "vllm", "openai")
 
 
 @dataclass
@@ -56,12 +61,28 @@ class EndpointOptions(Config):
     send_seed: bool = option(True, "send each turn's seed (servers that honour it sample reproducibly)")
 
 
-def register_policy(name: str, factory: PolicyFactory, help: str, takes_argument: bool = False) -> None:
+def register_policy(name: str, factory: PolicyFactory, help: str, takes_argument: bool = False,
+                    options: type[Config] | None = None) -> None:
     """Make ``name`` (or ``name:ARG`` when ``takes_argument``) a valid agent spec.
 
-    ``factory(spec, arg, context)`` builds the policy; ``context`` is a :class:`LoadContext`.
+    ``factory(spec, arg, context)`` builds the policy; ``context`` is a :class:`LoadContext`. ``options``, a
+    :class:`~games.options.Config`, declares the ``[backend]`` keys the factory takes: they are checked
+    (names, types, ranges) by :func:`backend_options` before anything is loaded.
     """
     _FACTORIES[name] = (factory, help, takes_argument)
+    if options is not None:
+        _OPTIONS[name] = options
+
+
+def backend_options(spec: str, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` (a scenario's ``[backend]`` table) checked for the backend ``spec`` names, with defaults
+    filled in; an :class:`~games.options.OptionError` names a wrong key or value. Backends that declare no
+    keys get the table as it is; agents that are not models (``scripted``, ...) get nothing."""
+    name, _ = parse_spec(spec)
+    if name not in MODEL_KINDS:
+        return {}
+    cls = _OPTIONS.get(name)
+    return cls.from_mapping(options, source=f"[backend] of {spec}").to_dict() if cls else dict(options)
 
 
 def policy_kinds() -> dict[str, str]:
@@ -98,7 +119,7 @@ def _rule_based(cls: type[Policy]) -> PolicyFactory:
 
 
 def _transformers_options(spec: str, context: LoadContext) -> dict[str, Any]:
-    options = TransformersOptions.from_mapping(context.options, source=f"[backend] of {spec}").to_dict()
+    options = backend_options(spec, context.options)
     return {**options, "device": options["device"] or None}
 
 
@@ -121,8 +142,7 @@ def _endpoint(spec: str, arg: str, context: LoadContext) -> Policy:
     from agents.endpoint import EndpointPolicy, parse_endpoint
 
     model, url = parse_endpoint(arg)
-    options = EndpointOptions.from_mapping(context.options, source=f"[backend] of {spec}").to_dict()
-    return EndpointPolicy(spec, model, url, context.sampling, **options)
+    return EndpointPolicy(spec, model, url, context.sampling, **backend_options(spec, context.options))
 
 
 def _vllm(spec: str, arg: str, context: LoadContext) -> Policy:
@@ -138,9 +158,12 @@ def _register_builtins() -> None:
     register_policy("scripted", _rule_based(ScriptedPolicy), "the game's rule-based player")
     register_policy("random", _rule_based(RandomPolicy), "random legal-looking or garbage moves")
     register_policy("human", _rule_based(HumanPolicy), "a person at the terminal")
-    register_policy("seed", _seed, "the shipped seed model (a small chat model trained on the games)")
-    register_policy("hf", _transformers, "a local transformers chat model directory (or hub id)", True)
-    register_policy("openai", _endpoint, "an OpenAI-compatible chat endpoint: openai:MODEL@BASE_URL", True)
+    register_policy("seed", _seed, "the shipped seed model (a small chat model trained on the games)",
+                    options=TransformersOptions)
+    register_policy("hf", _transformers, "a local transformers chat model directory (or hub id)", True,
+                    options=TransformersOptions)
+    register_policy("openai", _endpoint, "an OpenAI-compatible chat endpoint: openai:MODEL@BASE_URL", True,
+                    options=EndpointOptions)
     register_policy("vllm", _vllm, "a vLLM engine on a GPU (optional extra 'vllm'): vllm:PATH", True)
 
 

@@ -22,6 +22,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
 import numpy as np
@@ -145,9 +146,9 @@ class BatchedRollout:
             on_episode: Callable[[Episode], None] | None = None) -> Iterator[Episode]:
         """Play every plan whose id is not in ``done``; yield each episode as it ends.
 
-        ``plans`` may be lazy (a :class:`PlanRange`): it is read one block at a time."""
-        for lo in range(0, len(plans), self.block):
-            block = list(plans[lo:lo + self.block])
+        ``plans`` may be lazy (a :class:`PlanRange` of any length): it is read one block at a time."""
+        pending = iter(plans)
+        while block := list(islice(pending, self.block)):
             missing = sorted({s for p in block for s in p.roles.values()} - set(self.policies))
             if missing:
                 raise ValueError(f"no policy loaded for agent specs {missing}")

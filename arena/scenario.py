@@ -32,12 +32,13 @@ key, what was expected, and the closest known key.
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import games
+from agents.registry import backend_options
 from agents.sampling import SamplingConfig
 from games.options import Config, OptionError, option, suggest
 
@@ -47,7 +48,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 __all__ = ["ScenarioError", "GameSection", "RunSection", "SelfPlayScenario", "read_toml", "resolve_roles", "run_table",
-           "load_selfplay"]
+           "load_selfplay", "check_backend"]
 
 
 class ScenarioError(OptionError):
@@ -152,6 +153,19 @@ def load_plugins(data: dict[str, Any], where: str, base: Path) -> tuple[str, ...
     return tuple(resolved)
 
 
+def check_backend(backend: Any, specs: Iterable[str], where: str) -> dict[str, Any]:
+    """A scenario's ``[backend]`` table, checked for every model agent that will get it (before anything is
+    loaded or written)."""
+    if not isinstance(backend, Mapping):
+        raise ScenarioError(f"{where}: [backend] must be a table of options for model backends")
+    for spec in sorted(set(specs)):
+        try:
+            backend_options(spec, dict(backend))
+        except OptionError as err:
+            raise ScenarioError(f"{where} {err}") from None
+    return dict(backend)
+
+
 def run_table(data: Mapping[str, Any], overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """A scenario's ``[run]`` keys with the command line's overrides (those given, not None) put over them."""
     return {**dict(data.get("run") or {}), **{k: v for k, v in (overrides or {}).items() if v is not None}}
@@ -176,8 +190,6 @@ def load_selfplay(path: str | Path, overrides: Mapping[str, Any] | None = None) 
         raise ScenarioError(str(err)) from None
     except games.UnknownGameError as err:
         raise ScenarioError(f"{where} [game]: {err}") from None
-    backend = data.get("backend") or {}
-    if not isinstance(backend, Mapping):
-        raise ScenarioError(f"{where}: [backend] must be a table of options for model backends")
-    return SelfPlayScenario(path, game, resolve_roles(agents, roles, f"{where} [agents]"), sampling,
-                            dict(backend), run, plugins)
+    roles = resolve_roles(agents, roles, f"{where} [agents]")
+    backend = check_backend(data.get("backend") or {}, roles.values(), where)
+    return SelfPlayScenario(path, game, roles, sampling, backend, run, plugins)

@@ -15,6 +15,7 @@ from typing import Any
 import agents
 import games
 from agents.base import Policy
+from agents.registry import MODEL_KINDS
 from agents.sampling import SamplingConfig
 from arena.batched import BatchedRollout, EpisodePlan, RolloutStats, make_plans
 from arena.episode import SCHEMA_VERSION, Episode
@@ -32,7 +33,7 @@ def load_policies(specs: set[str] | list[str], sampling: SamplingConfig,
     policies: dict[str, Policy] = {}
     for spec in sorted(set(specs)):
         name, _ = agents.parse_spec(spec)
-        options = dict(backend or {}) if name in ("hf", "seed", "vllm", "openai") else {}
+        options = dict(backend or {}) if name in MODEL_KINDS else {}
         try:
             policies[spec] = agents.load(spec, sampling, **options)
         except TypeError as err:  # an option the backend does not take

@@ -16,7 +16,7 @@ from typing import Any
 import games
 from agents.sampling import SamplingConfig
 from arena.episode import SCHEMA_VERSION
-from arena.scenario import ScenarioError, Section, load_plugins, read_toml, run_table
+from arena.scenario import ScenarioError, Section, check_backend, load_plugins, read_toml, run_table
 from games.options import OptionError, option
 
 __all__ = ["GameEntry", "Tournament", "ScheduleSection", "RatingsSection", "TournamentRunSection", "load_tournament",
@@ -182,6 +182,8 @@ def load_tournament(path: str | Path, out: str | None = None) -> Tournament:
         sampling = SamplingConfig.from_mapping(data.get("sampling"), where=f"{where} [sampling]")
     except OptionError as err:
         raise ScenarioError(str(err)) from None
-    backend = data.get("backend") or {}
-    return Tournament(path, {k: v.strip() for k, v in agents.items()}, _games(data.get("games"), where), schedule,
-                      ratings, sampling, dict(backend), run, plugins)
+    pool = {k: v.strip() for k, v in agents.items()}
+    entries = _games(data.get("games"), where)
+    specs = [*pool.values(), *(spec for g in entries for spec in g.partners.values())]
+    return Tournament(path, pool, entries, schedule, ratings, sampling,
+                      check_backend(data.get("backend") or {}, specs, where), run, plugins)

@@ -2,10 +2,31 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 import games
 from games.base import TextGame
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def arena(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run `arena ARGS` in a fresh process, as a user would (offline)."""
+    return subprocess.run([sys.executable, "-m", "arena", *args], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}, timeout=timeout)
+
+
+def one_error_line(result: subprocess.CompletedProcess) -> str:
+    """The command's single error line; fails if it printed a traceback or more than one error."""
+    output = result.stdout + result.stderr
+    assert "Traceback" not in output, output[-3000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.stderr[-3000:]
+    return errors[0]
 
 
 def play_out(env: TextGame, choose: Callable[[str, Mapping], str], seed: int) -> TextGame:

@@ -9,14 +9,10 @@ A small stub server checks the retry policy on 429 and 5xx answers.
 import http.server
 import json
 import os
-import shutil
-import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -26,47 +22,12 @@ from agents.base import TurnRequest
 from agents.endpoint import EndpointPolicy, parse_endpoint
 from agents.sampling import SamplingConfig
 from arena.store import read_episodes
+from tests.servers import free_port as _free_port
+from tests.servers import serve_transformers as _serve
+from tests.servers import stop as _stop
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "sk-test-" + "x" * 24
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_healthy(url: str, proc: subprocess.Popen, seconds: float = 180) -> None:
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the server exited early with code {proc.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise RuntimeError("the server did not become healthy in time")
-
-
-def _serve(model_dir: Path) -> tuple[subprocess.Popen, str]:
-    exe = shutil.which("transformers") or str(Path(sys.executable).parent / "transformers")
-    port = _free_port()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen([exe, "serve", str(model_dir), "--host", "127.0.0.1", "--port", str(port),
-                             "--device", "cpu"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
-                            start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    _wait_healthy(base, proc)
-    return proc, base
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
 
 
 @pytest.fixture(scope="module")

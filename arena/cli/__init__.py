@@ -18,6 +18,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -146,11 +147,16 @@ def describe_failure(err: BaseException) -> str:
     return f"{type(err).__name__}: {err} (unexpected; run with {DEBUG_ENV}=1 for the traceback)"
 
 
+def _terminate(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     """Console-script entry point: every error is one line on stderr (exit 2: bad input; 1: the run failed)."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     for handler in logging.getLogger().handlers:
         handler.addFilter(RedactingFilter())
+    signal.signal(signal.SIGTERM, _terminate)  # `kill PID` ends a run as Ctrl-C does: saved, and said so
     try:
         app()
     except KeyboardInterrupt:

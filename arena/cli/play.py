@@ -24,6 +24,7 @@ from arena.cli import (
 )
 from arena.display import game_card, games_table, observation_line, result_panel, turn_line
 from arena.rollout import run_episode
+from games.text import printable
 
 
 @app.command("games")
@@ -89,7 +90,8 @@ def play_command(
 
     if not as_json:
         roles = ", ".join(f"{r}={s}" for r, s in specs.items())
-        console.print(Text.assemble((game, "bold"), f" · seed {seed} · {roles}"), highlight=False)
+        console.print(Text.assemble((printable(game), "bold"), printable(f" · seed {seed} · {roles}")),
+                      highlight=False)
     try:
         episode = run_episode(env, by_role, seed=seed, on_turn=on_turn)
     except HumanQuit as quit_:
@@ -136,7 +138,7 @@ def replay_command(
 def _show_episode(episode, show_observations: bool) -> None:
     roles = list(episode.roles)
     agents_text = ", ".join(f"{r}={s}" for r, s in episode.roles.items())
-    console.rule(Text(f"{episode.id} · {episode.game} · seed {episode.seed} · {agents_text}"))
+    console.rule(Text(printable(f"{episode.id} · {episode.game} · seed {episode.seed} · {agents_text}")))
     seen: set[str] = set()
     for turn in episode.turns:
         if turn.observation and (show_observations or turn.role not in seen):

@@ -339,11 +339,12 @@ class TrainingSession:
         clear error; the previous checkpoint stays as it was."""
         try:
             yield
-        except (OSError, RuntimeError) as err:
+        except Exception as err:  # torch, safetensors and the OS each report a full disk their own way
             shutil.rmtree(tmp, ignore_errors=True)
             free = shutil.disk_usage(self.out).free
-            cause = f"the disk is full ({free / 2**20:.0f} MiB free)" if free < 256 * 2**20 or \
-                getattr(err, "errno", None) == errno.ENOSPC else f"{type(err).__name__}: {str(err)[:200]}"
+            full = free < 256 * 2**20 or getattr(err, "errno", None) == errno.ENOSPC or "No space left" in str(err)
+            cause = f"the disk is full ({free / 2**20:.1f} MiB free)" if full else \
+                f"{type(err).__name__}: {str(err)[:200]}"
             raise TrainFailed(f"could not write {tmp.name.removesuffix('.tmp')} in {self.out}: {cause}; free some "
                              "space and continue with --resume (the last complete checkpoint is kept)") from None
 
