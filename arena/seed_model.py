@@ -37,6 +37,7 @@ from typing import Any
 import torch
 
 from agents.chat_format import build_tokenizer, conversation_ids
+from arena.lock import OutputLock
 from arena.scenario import ScenarioError, Section, read_toml
 from arena.seed_card import evaluate_model, model_card
 from arena.seed_data import DataSection, SlippingScripted, make_transcripts
@@ -196,14 +197,27 @@ def build_seed_model(scenario: SeedModelScenario, out: str | Path | None = None,
     command names ``scenario_file``).
 
     Every ``[train] checkpoint_every`` steps the build saves ``OUT/checkpoint``; ``resume=True``
-    continues from it (same scenario) and gives the same model as an uninterrupted build.
+    continues from it (same scenario) and gives the same model as an uninterrupted build. One build writes
+    ``OUT`` at a time (:class:`arena.lock.OutputLock`).
     """
+    out = Path(out or scenario.out)
+    try:
+        lock = OutputLock(out).acquire()
+    except (RuntimeError, NotADirectoryError) as err:
+        raise SeedModelError(str(err)) from None
+    try:
+        return _build(scenario, out, progress, evaluate, resume, scenario_file)
+    finally:
+        lock.release()
+
+
+def _build(scenario: SeedModelScenario, out: Path, progress: Callable[[str, dict[str, Any]], None] | None,
+           evaluate: bool, resume: bool, scenario_file: str | None) -> dict[str, Any]:
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
 
-    out = Path(out or scenario.out)
     found = _find_checkpoint(out)
     saved: dict[str, Any] | None = None
     if resume:

@@ -49,6 +49,8 @@ log = logging.getLogger(__name__)
 #: Seconds between two fsyncs of a store being appended to.
 SYNC_INTERVAL_S = 1.0
 
+_WARNED: set[tuple[Path, int]] = set()
+
 
 class StoreError(RuntimeError):
     """The store cannot be used as asked (locked, incompatible run, unreadable file)."""
@@ -79,18 +81,28 @@ def _parse(path: Path, number: int, line: bytes) -> Episode:
                          f"(e.g. sed -i '{number}d' {path}) and run again") from None
 
 
-def _index(path: Path) -> tuple[dict[str, tuple[int, bool]], int]:
-    """Check every line; return each id's last line number and status (ok or not), and how many lines
-    an id's later record superseded."""
+def _index(path: Path) -> dict[str, tuple[int, bool]]:
+    """Check every line; return each id's last line number and status (ok or not). Say how many records a
+    later one of the same id superseded: failed episodes played again (normal), or finished ones stored twice
+    (a duplicated line: a warning)."""
     last: dict[str, tuple[int, bool]] = {}
-    superseded = 0
+    retried = duplicated = 0
     for number, line in _complete_lines(path):
         if not line.strip():
             continue
         episode = _parse(path, number, line)
-        superseded += episode.id in last
+        earlier = last.get(episode.id)
+        if earlier is not None:
+            duplicated += earlier[1]
+            retried += not earlier[1]
         last[episode.id] = (number, episode.ok)
-    return last, superseded
+    if duplicated and (path, duplicated) not in _WARNED:  # once per process, not at every read
+        _WARNED.add((path, duplicated))
+        log.warning("%s: %d episodes are stored more than once; each is read once (its last record)", path,
+                    duplicated)
+    if retried:
+        log.info("%s: %d failed records superseded by the episodes' later plays", path, retried)
+    return last
 
 
 def read_episodes(path: str | Path) -> Iterator[Episode]:
@@ -99,10 +111,7 @@ def read_episodes(path: str | Path) -> Iterator[Episode]:
     path = Path(path)
     if not path.is_file():
         raise StoreError(f"no episode file at {path}")
-    last, superseded = _index(path)
-    if superseded:
-        log.info("%s: %d earlier records of re-played episodes skipped (the last record of each id is used)",
-                 path, superseded)
+    last = _index(path)
     keep = {number for number, _ in last.values()}
     end = max(keep, default=0)
 
@@ -237,7 +246,7 @@ class EpisodeStore:
     def _read_status(self) -> dict[str, bool]:
         if not self.path.is_file():
             return {}
-        last, _ = _index(self.path)
+        last = _index(self.path)
         return {episode_id: ok for episode_id, (_, ok) in last.items()}
 
     def ids(self) -> set[str]:

@@ -160,6 +160,22 @@ def test_no_made_up_legal_move_rate_when_no_move_was_made():
     assert summarise([failed])["legal_rate"] is None
 
 
+def test_an_agent_that_never_answered_is_unrated_not_rated_1000(tmp_path):
+    tournament = tmp_path / "t.toml"
+    tournament.write_text(f'[agents]\ndown = "openai:m@http://127.0.0.1:{free_port()}/v1"\nscripted = "scripted"\n'
+                          'random = "random"\n[[games]]\nid = "negotiation-v0"\n[schedule]\ngames_per_pairing = 2\n'
+                          '[ratings]\nbootstrap = 20\n[backend]\nretries = 0\n')
+    result = arena("tournament", str(tournament), "--out", str(tmp_path / "t"))
+    assert result.returncode == 1 and "of the episodes failed" in one_error_line(result)
+    data = json.loads((tmp_path / "t" / "ratings.json").read_text())
+    rows = {r["agent"]: r for r in data["agents"]}
+    assert rows["down"]["rated"] is False and rows["down"]["rating"] is None and rows["down"]["games"] == 0
+    assert rows["down"]["failures"] > 0
+    assert rows["scripted"]["rated"] and rows["random"]["rated"]
+    assert [r["agent"] for r in data["agents"]][-1] == "down"
+    assert "│ down     │ unrated │" in result.stdout
+
+
 # ----------------------------------------------------------------------------------------------- stores
 def _scripted_store(tmp_path: Path, episodes: int = 6) -> Path:
     out = tmp_path / "store"
@@ -193,9 +209,17 @@ episodes = 2
 [run]
 wandb = "disabled"
 """)
+    tournament = tmp_path / "t.toml"
+    tournament.write_text('[agents]\nscripted = "scripted"\nrandom = "random"\n[[games]]\nid = "negotiation-v0"\n'
+                          '[schedule]\ngames_per_pairing = 2\n[ratings]\nbootstrap = 20\n')
+    rated = tmp_path / "rated"
+    assert arena("tournament", str(tournament), "--out", str(rated)).returncode == 0
+    lines = (rated / "episodes.jsonl").read_text().splitlines(keepends=True)
+    (rated / "episodes.jsonl").write_text("".join(lines[:2] + ["\x00\x00garbage\n"] + lines[2:]))
     for args in (["replay", str(out)], ["export", str(out), str(tmp_path / "x.parquet")],
                  ["selfplay", str(tmp_path / "scripted.toml"), "--out", str(out)],
-                 ["train", str(train), "--out", str(tmp_path / "trained")]):
+                 ["train", str(train), "--out", str(tmp_path / "trained")],
+                 ["report", str(rated)], ["tournament", str(tournament), "--out", str(rated)]):
         result = arena(*args)
         assert result.returncode == 2, (args, result.stderr)
         assert "episodes.jsonl, line 3: not a valid episode" in one_error_line(result), args
@@ -209,6 +233,7 @@ def test_a_duplicated_line_is_read_once(tmp_path):
     assert len(list(EpisodeStore(out))) == 6
     replayed = arena("replay", str(out), "--limit", "0")
     assert replayed.returncode == 0 and replayed.stdout.count("negotiation-v0-000001 ·") == 1
+    assert "1 episodes are stored more than once; each is read once" in replayed.stderr
     rerun = arena("selfplay", str(tmp_path / "scripted.toml"), "--out", str(out))
     assert rerun.returncode == 0 and "(0 played now, 6 stored)" in rerun.stdout
 

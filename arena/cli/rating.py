@@ -36,11 +36,10 @@ def tournament_command(
         task = progress.add_task("tournament", total=total, rate="-", legal="-", failed=0)
         from arena.store import EpisodeStore
 
-        if (t.out / EpisodeStore.FILE).is_file():
-            progress.update(task, completed=min(total, len(EpisodeStore(t.out).done_ids())))
         on_episode = _episode_ticker(progress, task)
-
         try:
+            if (t.out / EpisodeStore.FILE).is_file():
+                progress.update(task, completed=min(total, len(EpisodeStore(t.out).done_ids())))
             result = run_tournament(t, on_episode)
         except (CliError, *USER_ERRORS, RuntimeError) as err:
             _fail(str(err))
