@@ -2,30 +2,24 @@
 
 Each game ships a rule-based player (``TextGame.scripted_player``) and a random
 mover (``TextGame.random_move``). These policies keep one player per
-(episode, role), built with a seed derived from the episode's seed, so the same
+(episode, role), built with a seed derived from the episode's seed
+(:func:`games.seeds.player_seed`), so the same
 episode seed gives the same moves however episodes are batched.
 """
 
 from __future__ import annotations
 
 import logging
-import zlib
 from collections.abc import Sequence
-
-import numpy as np
 
 import games
 from agents.base import Completion, Policy, TurnRequest
 from games.players import Player
+from games.seeds import player_seed
 
 __all__ = ["ScriptedPolicy", "RandomPolicy", "player_seed"]
 
 log = logging.getLogger(__name__)
-
-
-def player_seed(episode_seed: int, role: str) -> int:
-    """A stable seed for one role's player in one episode."""
-    return int(np.random.SeedSequence([episode_seed % (2**63), zlib.crc32(role.encode("utf-8"))]).generate_state(1)[0])
 
 
 class _PlayerPolicy(Policy):

@@ -3,7 +3,7 @@
 ``arena`` knows no game by name: everything here works for any registered game.
 """
 
-from arena.episode import SCHEMA_VERSION, Episode, TurnRecord
-from arena.rollout import EpisodeRunner, run_episode
+from arena.play.episode import SCHEMA_VERSION, Episode, TurnRecord
+from arena.play.rollout import EpisodeRunner, run_episode
 
 __all__ = ["Episode", "EpisodeRunner", "SCHEMA_VERSION", "TurnRecord", "run_episode"]

@@ -30,8 +30,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from arena.leaderboard import rating_text
-from arena.scenario import ScenarioError, read_toml
+from arena.config import ScenarioError, read_toml
+from arena.rate.leaderboard import rating_text
 
 __all__ = ["run_pipeline", "load_pipeline", "prepare_pipeline"]
 
@@ -89,8 +89,8 @@ def load_pipeline(path: str | Path) -> dict[str, Any]:
 def prepare_pipeline(path: str | Path, out: str | None = None, wandb: bool = False) -> tuple[Path, dict[str, Path]]:
     """Write each step's scenario file under the output directory and check them all, before any step runs:
     a mistake in the last step must not surface only after the first ones have spent their minutes."""
-    from arena.scenario import load_selfplay
-    from arena.tournament import load_tournament
+    from arena.play.scenario import load_selfplay
+    from arena.rate.tournament import load_tournament
     from arena.train.scenario import load_train_scenario
 
     path = Path(path)
@@ -133,10 +133,10 @@ def prepare_pipeline(path: str | Path, out: str | None = None, wandb: bool = Fal
 def run_pipeline(path: str | Path, out: str | None = None, wandb: bool = False,
                  say: Callable[[str, dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Run the steps the scenario names, in order; return what each produced."""
-    from arena import leaderboard
-    from arena.scenario import load_selfplay
-    from arena.selfplay import run_selfplay
-    from arena.tournament import load_tournament, run_tournament
+    from arena.play.scenario import load_selfplay
+    from arena.play.selfplay import run_selfplay
+    from arena.rate import leaderboard
+    from arena.rate.tournament import load_tournament, run_tournament
     from arena.train.algorithms import train
     from arena.train.scenario import load_train_scenario
 

@@ -25,9 +25,10 @@ import torch
 import agents
 from agents.sampling import SamplingConfig
 from agents.seed import seed_model_dir
-from arena import store as store_module
-from arena.batched import BatchedRollout, make_plans
-from arena.store import EpisodeStore, fsync_path
+from arena.output import fsync_path
+from arena.play import store as store_module
+from arena.play.batched import BatchedRollout, make_plans
+from arena.play.store import EpisodeStore
 from arena.train.model import TrainableModel
 from arena.train.session import _sync_folder
 

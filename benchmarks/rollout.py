@@ -30,7 +30,7 @@ import games
 from agents.hf import TransformersPolicy
 from agents.sampling import SamplingConfig
 from agents.seed import seed_model_dir
-from arena.batched import BatchedRollout, make_plans
+from arena.play.batched import BatchedRollout, make_plans
 
 
 def rollout(policy: TransformersPolicy, game: str, episodes: int, concurrency: int) -> dict:

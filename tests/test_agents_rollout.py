@@ -7,8 +7,8 @@ import pytest
 import agents
 import games
 from agents.base import Completion, Policy
-from arena.episode import Episode
-from arena.rollout import EpisodeRunner, run_episode
+from arena.play.episode import Episode
+from arena.play.rollout import EpisodeRunner, run_episode
 
 
 def test_agent_specs():

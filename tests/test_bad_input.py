@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from arena.episode import Episode
-from arena.store import EpisodeStore
+from arena.play.episode import Episode
+from arena.play.store import EpisodeStore
 from tests.helpers import arena, one_error_line
 
 NOWHERE = "openai:m@http://127.0.0.1:9/v1"  # nothing listens on port 9: these rows fail before any request

@@ -21,7 +21,7 @@ import agents
 from agents.base import TurnRequest
 from agents.endpoint import EndpointPolicy, parse_endpoint
 from agents.sampling import SamplingConfig
-from arena.store import read_episodes
+from arena.play.store import read_episodes
 from tests.servers import free_port as _free_port
 from tests.servers import serve_transformers as _serve
 from tests.servers import stop as _stop

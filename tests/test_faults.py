@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from arena.store import EpisodeStore, read_episodes
+from arena.play.store import EpisodeStore, read_episodes
 from tests.helpers import ROOT, arena, one_error_line
 from tests.servers import fake_endpoint, free_port, send, serve_transformers, stop
 
@@ -153,8 +153,8 @@ def test_a_server_down_then_started_the_rerun_retries_the_failed_episodes(tmp_pa
 
 
 def test_no_made_up_legal_move_rate_when_no_move_was_made():
-    from arena.episode import Episode
-    from arena.selfplay import summarise
+    from arena.play.episode import Episode
+    from arena.play.summary import summarise
 
     failed = Episode("e", "refine-v0", {}, 0, {"solver": "x"}, {}, status="failed", error="HTTP 500")
     assert summarise([failed])["legal_rate"] is None
@@ -240,7 +240,7 @@ def test_a_duplicated_line_is_read_once(tmp_path):
 
 def test_a_second_writer_is_refused_with_the_holders_pid(tmp_path, tiny_model_dir):
     out = tmp_path / "busy"
-    hold = (f"import time; from arena.lock import OutputLock; lock = OutputLock({str(out)!r}).acquire(); "
+    hold = (f"import time; from arena.output import OutputLock; lock = OutputLock({str(out)!r}).acquire(); "
             "print('ready', flush=True); time.sleep(120)")
     holder = subprocess.Popen([sys.executable, "-c", hold], cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
@@ -373,7 +373,7 @@ def _clean(text: str) -> bool:
 def test_control_characters_from_moves_never_reach_the_terminal(tmp_path):
     out = tmp_path / "store"
     store = EpisodeStore(out).open()
-    from arena.episode import Episode, TurnRecord
+    from arena.play.episode import Episode, TurnRecord
 
     turn = TurnRecord(0, "solver", HOSTILE, HOSTILE, HOSTILE, False, reason=HOSTILE)
     store.append(Episode("hostile", "refine-v0", {}, 0, {"solver": HOSTILE}, {"solver": HOSTILE}, turns=[turn],

@@ -118,7 +118,7 @@ def test_missing_or_bad_model_directories(tmp_path):
 def test_later_turns_use_the_sampled_ids_of_earlier_turns_exactly(policy):
     """No token drift across turns: a prompt's earlier completions are the ids that were sampled."""
     import games
-    from arena.rollout import EpisodeRunner
+    from arena.play.rollout import EpisodeRunner
 
     env = games.make("negotiation-v0", max_messages=6)
     runner = EpisodeRunner(env, {"player_0": policy, "player_1": policy}, seed=3)
@@ -185,7 +185,7 @@ def test_each_episode_turn_starts_from_its_cached_past_and_samples_the_same(temp
     """Conversations in self-play (the shipped seed model negotiating with itself): later turns run only
     their new tokens, and every episode is the same token for token as without the turn cache."""
     from agents.seed import seed_model_dir
-    from arena.batched import BatchedRollout, make_plans
+    from arena.play.batched import BatchedRollout, make_plans
 
     sampling = SamplingConfig(temperature=temperature, max_new_tokens=48)
     episodes = {}

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from arena.config import ScenarioError
 from arena.pipeline import prepare_pipeline
-from arena.scenario import ScenarioError, load_selfplay
-from arena.seed_model import load_seed_scenario
-from arena.tournament import load_tournament
+from arena.play.scenario import load_selfplay
+from arena.rate.tournament import load_tournament
+from arena.seed.build import load_seed_scenario
 from arena.train.scenario import load_train_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,7 +56,7 @@ shedule = {{ games_per_pairing = 2 }}
 
 
 def test_set_overrides_change_a_scenario_before_it_is_checked():
-    from arena.cli.training import _toml_value
+    from arena.config import toml_value as _toml_value
 
     path = SCENARIOS / "train-negotiation-bc.toml"
     changed = load_train_scenario(path, overrides={"game.options.objective": _toml_value("coop"),
@@ -101,7 +102,7 @@ def test_documented_results_come_from_their_commands():
     """Each command in docs/results.md loads, and where its --out names a folder of docs/results/, the
     settings stored with that run (train.json) are the ones the command gives: the scenario files cannot
     drift from the figures documented for them."""
-    from arena.cli.training import _toml_value
+    from arena.config import toml_value as _toml_value
 
     commands = _documented_train_commands()
     assert len(commands) >= 5

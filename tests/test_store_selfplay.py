@@ -12,10 +12,12 @@ import pytest
 
 import agents
 from agents.base import Policy
-from arena.batched import BatchedRollout, episode_seed, make_plans
-from arena.episode import Episode
-from arena.scenario import ScenarioError, load_selfplay
-from arena.store import EpisodeStore, StoreError, read_episodes
+from arena.config import ScenarioError
+from arena.play.batched import BatchedRollout, make_plans
+from arena.play.episode import Episode
+from arena.play.scenario import load_selfplay
+from arena.play.store import EpisodeStore, StoreError, read_episodes
+from games.seeds import episode_seed
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -15,11 +15,11 @@ from typer.testing import CliRunner
 
 import agents
 from agents.base import Completion, Policy
-from arena import leaderboard
 from arena.cli import app
-from arena.ratings import ELO_SCALE, Outcome, bootstrap, bradley_terry, cycles, win_graph
-from arena.scenario import ScenarioError
-from arena.tournament import load_tournament, run_tournament, seat_assignments, swiss_pairings, total_episodes
+from arena.config import ScenarioError
+from arena.rate import leaderboard
+from arena.rate.ratings import ELO_SCALE, Outcome, bootstrap, bradley_terry, cycles, win_graph
+from arena.rate.tournament import load_tournament, run_tournament, seat_assignments, swiss_pairings, total_episodes
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()

@@ -15,10 +15,10 @@ import torch
 from typer.testing import CliRunner
 
 import agents
-from arena.batched import BatchedRollout, make_plans
 from arena.cli import app
-from arena.scenario import ScenarioError
-from arena.store import EpisodeStore
+from arena.config import ScenarioError
+from arena.play.batched import BatchedRollout, make_plans
+from arena.play.store import EpisodeStore
 from arena.train.algorithms import train
 from arena.train.bc import select
 from arena.train.data import RoleSequence

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from agents.hf import load_chat_model
-from arena.episode import Episode, TurnRecord
+from arena.play.episode import Episode, TurnRecord
 from arena.train.data import collate, returns_to_go, role_sequences
 from arena.train.model import TokenStats, bc_loss, pg_loss
 

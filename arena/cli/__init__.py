@@ -40,7 +40,7 @@ from rich.text import Text
 import games
 from agents.base import PolicyError
 from agents.secrets import RedactingFilter, redact
-from arena.store import StoreError
+from arena.play.store import StoreError
 from games.options import OptionError
 from games.registry import PluginError, UnknownGameError
 from games.text import printable

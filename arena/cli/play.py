@@ -22,8 +22,8 @@ from arena.cli import (
     parse_key_values,
     split_agents,
 )
-from arena.display import game_card, games_table, observation_line, result_panel, turn_line
-from arena.rollout import run_episode
+from arena.cli.display import game_card, games_table, observation_line, result_panel, turn_line
+from arena.play.rollout import run_episode
 from games.text import printable
 
 
@@ -117,7 +117,7 @@ def replay_command(
     show_observations: bool = typer.Option(False, "--show-observations", help="Print everything each role saw."),
 ) -> None:
     """Show stored episodes readably."""
-    from arena.store import StoreError, read_episodes
+    from arena.play.store import StoreError, read_episodes
 
     file = path / "episodes.jsonl" if path.is_dir() else path
     shown = 0
@@ -154,7 +154,7 @@ def export_command(
     parquet: Path = typer.Argument(..., metavar="OUT.parquet", help="The Parquet file to write."),
 ) -> None:
     """Export stored episodes to Parquet (load them back with datasets or pandas)."""
-    from arena.store import EpisodeStore, StoreError
+    from arena.play.store import EpisodeStore, StoreError
 
     directory = path.parent if path.is_file() else path
     try:

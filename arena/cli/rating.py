@@ -18,8 +18,8 @@ def tournament_command(
     out: str | None = typer.Option(None, "--out", "-o", help="Output directory (overrides the scenario's run.out)."),
 ) -> None:
     """Play a tournament (or resume it) and write its leaderboard, ratings.json and plots."""
-    from arena import leaderboard
-    from arena.tournament import load_tournament, run_tournament, total_episodes
+    from arena.rate import leaderboard
+    from arena.rate.tournament import load_tournament, run_tournament, total_episodes
 
     try:
         t = load_tournament(scenario_path, out)
@@ -34,7 +34,7 @@ def tournament_command(
                                   "command again to resume (the same ratings as an uninterrupted run)")
     with hint, _progress(total, "tournament") as progress:
         task = progress.add_task("tournament", total=total, rate="-", legal="-", failed=0)
-        from arena.store import EpisodeStore
+        from arena.play.store import EpisodeStore
 
         on_episode = _episode_ticker(progress, task)
         try:
@@ -55,7 +55,7 @@ def tournament_command(
 
 
 def _show_leaderboard(data: dict) -> None:
-    from arena import leaderboard
+    from arena.rate import leaderboard
 
     console.print(leaderboard.terminal_table(data, "Leaderboard (all games)"))
     for key, game in data["by_game"].items():
@@ -70,8 +70,8 @@ def report_command(
     directory: Path = typer.Argument(..., help="A tournament output directory."),
 ) -> None:
     """Redraw a tournament's leaderboard and plots from its stored episodes."""
-    from arena import leaderboard
-    from arena.tournament import load_state, outcomes_from
+    from arena.rate import leaderboard
+    from arena.rate.tournament import load_state, outcomes_from
 
     try:
         t, plans, pairings, episodes = load_state(directory)

@@ -58,8 +58,8 @@ def selfplay_command(
     seed: int | None = typer.Option(None, "--seed", "-s", help="Run seed (overrides the scenario's run.seed)."),
 ) -> None:
     """Play many episodes at once into OUT/episodes.jsonl; run it again to resume."""
-    from arena.scenario import load_selfplay
-    from arena.selfplay import run_selfplay
+    from arena.play.scenario import load_selfplay
+    from arena.play.selfplay import run_selfplay
 
     try:
         scenario = load_selfplay(scenario_path, {"episodes": episodes, "concurrency": concurrency,
@@ -78,7 +78,7 @@ def selfplay_command(
         on_episode = _episode_ticker(progress, task)
 
         try:
-            from arena.store import EpisodeStore
+            from arena.play.store import EpisodeStore
 
             stored = len(EpisodeStore(scenario.out).done_ids()) if (scenario.out / EpisodeStore.FILE).is_file() else 0
             progress.update(task, completed=min(stored, scenario.run.episodes))

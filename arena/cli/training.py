@@ -12,6 +12,7 @@ from rich.text import Text
 
 from arena.cli import USER_ERRORS, CliError, _fail, app, console, err_console, interrupt_hint, parse_key_values
 from arena.cli.rating import _show_leaderboard
+from arena.config import toml_value
 
 
 @app.command("train")
@@ -30,7 +31,7 @@ def train_command(
     from arena.train.session import TrainError, TrainFailed
 
     try:
-        overrides = {key: _toml_value(value) for key, value in parse_key_values(set_, "--set").items()}
+        overrides = {key: toml_value(value) for key, value in parse_key_values(set_, "--set").items()}
         scenario = load_train_scenario(scenario_path, out, overrides)
     except (CliError, *USER_ERRORS) as err:
         _fail(str(err))
@@ -77,16 +78,6 @@ def train_command(
         return
     console.print(f"trained model: {result['final']} (use it as the agent hf:{result['final']})", highlight=False,
                   soft_wrap=True)
-
-
-def _toml_value(text: str) -> object:
-    """``3`` -> 3, ``1e-4`` -> 0.0001, ``true`` -> True, ``[1, 2]`` -> [1, 2]; anything else is a string."""
-    from arena.scenario import tomllib
-
-    try:
-        return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
-        return text
 
 
 @app.command("run")
@@ -138,7 +129,7 @@ def seed_model_command(
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted build from OUT/checkpoint."),
 ) -> None:
     """Build the seed model from scratch: transcripts, tokenizer, training, evaluation, model card."""
-    from arena.seed_model import SeedModelError, build_seed_model, finish_report, load_seed_scenario
+    from arena.seed.build import SeedModelError, build_seed_model, finish_report, load_seed_scenario
 
     try:
         scenario = load_seed_scenario(scenario_path)

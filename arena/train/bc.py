@@ -24,8 +24,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from arena.scenario import Section
-from arena.store import read_episodes
+from arena.config import Section
+from arena.play.store import read_episodes
 from arena.train.model import bc_loss
 from arena.train.optim import gradient_step, minibatches
 from arena.train.pg import _episode_metrics

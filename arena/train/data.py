@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from agents.chat_format import conversation_ids, conversation_tokens
-from arena.episode import Episode
+from arena.play.episode import Episode
 
 __all__ = ["RoleSequence", "role_sequences", "Batch", "collate", "returns_to_go"]
 

@@ -23,8 +23,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from arena.scenario import Section
-from arena.selfplay import summarise
+from arena.config import Section
+from arena.play.summary import summarise
 from arena.train.model import pg_loss
 from arena.train.optim import collapse_warnings, gradient_step, group_advantages, running_baseline_advantages
 from arena.train.session import TrainingSession

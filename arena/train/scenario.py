@@ -45,7 +45,7 @@ from typing import Any
 
 import games
 from agents.sampling import SamplingConfig
-from arena.scenario import ScenarioError, Section, load_plugins, read_toml, run_table
+from arena.config import ScenarioError, Section, load_plugins, read_toml, run_table, set_value
 from arena.train.model import LoraSettings
 from games.options import OptionError, option, suggest
 
@@ -128,19 +128,6 @@ def _lora(value: Any, where: str) -> LoraSettings | None:
     if "target_modules" in values:
         values["target_modules"] = tuple(values["target_modules"])
     return LoraSettings(**values)
-
-
-def set_value(data: dict[str, Any], dotted: str, value: Any) -> None:
-    """Set ``data["a"]["b"]["c"] = value`` for ``dotted = "a.b.c"``, making the tables on the way."""
-    keys = dotted.split(".")
-    if any(not k for k in keys):
-        raise ScenarioError(f"--set: {dotted!r} is not a key path such as game.options.objective")
-    table = data
-    for i, key in enumerate(keys[:-1]):
-        table = table.setdefault(key, {})
-        if not isinstance(table, dict):
-            raise ScenarioError(f"--set {dotted}: {'.'.join(keys[:i + 1])} is a value, not a table")
-    table[keys[-1]] = value
 
 
 def load_train_scenario(path: str | Path, out: str | None = None,

@@ -26,7 +26,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from arena.scenario import Section
+from arena.config import Section
 from arena.train.model import pg_loss
 from arena.train.optim import collapse_warnings, gradient_step, group_advantages
 from arena.train.pg import _episode_metrics

@@ -11,7 +11,7 @@ A :class:`TrainingSession` owns the output directory::
     OUT/curves.png            learning curves
     OUT/wandb/                Weights & Biases files (offline by default)
 
-One process trains in a directory at a time (:class:`arena.lock.OutputLock`;
+One process trains in a directory at a time (:class:`arena.output.OutputLock`;
 a second ``arena train --out`` on it is refused with the holder's PID).
 Checkpoints are written to a temporary folder, synced to the disk (fsync),
 renamed, and ``latest.json`` is replaced atomically after them, so a kill -9
@@ -42,14 +42,16 @@ import torch
 
 import games
 from agents.seed import seed_model_dir
-from arena.batched import BatchedRollout, EpisodePlan, episode_seed
-from arena.episode import Episode
-from arena.lock import OutputLock
-from arena.selfplay import load_policies, summarise
-from arena.store import EpisodeStore, fsync_path
+from arena.output import OutputLock, atomic_write, fsync_path, sync_folder
+from arena.play.batched import BatchedRollout, EpisodePlan
+from arena.play.episode import Episode
+from arena.play.policies import load_policies
+from arena.play.store import EpisodeStore
+from arena.play.summary import summarise
 from arena.train.data import RoleSequence, role_sequences
 from arena.train.model import TrainableModel
 from arena.train.scenario import POLICY, TrainScenario
+from games.seeds import setup_seed
 
 __all__ = ["TrainingSession", "TrainError", "TrainFailed"]
 
@@ -145,7 +147,7 @@ class TrainingSession:
                 if r["label"] == "after":
                     r["label"] = "during"
             history["after"] = None
-            _atomic_write(path, json.dumps(history, indent=1) + "\n")
+            atomic_write(path, json.dumps(history, indent=1) + "\n")
         return True
 
     def _start_wandb(self) -> Any:
@@ -170,7 +172,7 @@ class TrainingSession:
         base = self.scenario.run.seed if seed is None else seed
         plans = []
         for g in range(groups):
-            s = episode_seed(base, iteration * 1_000_003 + g)
+            s = setup_seed(base, iteration, g)
             for k in range(group_size):
                 plans.append(EpisodePlan(f"{prefix}-{iteration:05d}-{g:04d}-{k:02d}", self.scenario.game, s,
                                          dict(roles), dict(self.scenario.options), sample=k))
@@ -259,7 +261,7 @@ class TrainingSession:
         evals = history["evaluations"]
         history["before"] = next((r for r in evals if r["label"] == "before"), None)
         history["after"] = next((r for r in reversed(evals) if r["label"] == "after"), None)
-        _atomic_write(path, json.dumps(history, indent=1) + "\n")
+        atomic_write(path, json.dumps(history, indent=1) + "\n")
 
     # ------------------------------------------------------------------ metrics
     @contextmanager
@@ -288,7 +290,7 @@ class TrainingSession:
             return []
         keep = [line for line in path.read_text(encoding="utf-8").splitlines()
                 if line.strip() and line.endswith("}") and json.loads(line)["iteration"] <= last_iteration]
-        _atomic_write(path, "".join(line + "\n" for line in keep))
+        atomic_write(path, "".join(line + "\n" for line in keep))
         return keep
 
     # ------------------------------------------------------------------ the algorithms' loop
@@ -322,11 +324,11 @@ class TrainingSession:
             torch.save({"iteration": self.iteration, "state": state, "model": self.model.state_dict(),
                         "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
                                 "python": random.getstate()}}, tmp / "trainer_state.pt")
-            _sync_folder(tmp)
+            sync_folder(tmp)
             shutil.rmtree(folder, ignore_errors=True)
             os.replace(tmp, folder)
             fsync_path(folder.parent)
-            _atomic_write(self.out / "checkpoints" / "latest.json", json.dumps({"path": folder.name,
+            atomic_write(self.out / "checkpoints" / "latest.json", json.dumps({"path": folder.name,
                                                                                  "iteration": self.iteration}) + "\n")
         for old in sorted((self.out / "checkpoints").glob("iter-*"))[:-2]:
             if old.is_dir() and old != folder:
@@ -374,7 +376,7 @@ class TrainingSession:
         shutil.rmtree(tmp, ignore_errors=True)
         with self._writing(tmp):
             self.model.save(tmp)
-            _sync_folder(tmp)
+            sync_folder(tmp)
             shutil.rmtree(final, ignore_errors=True)
             os.replace(tmp, final)
             fsync_path(self.out)
@@ -413,22 +415,3 @@ class TrainingSession:
 
     def game_class(self) -> type:
         return games.get_spec(self.scenario.game).cls
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` all at once, durably (a crash leaves the old or the new file)."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_path(path.parent)
-
-
-def _sync_folder(folder: Path) -> None:
-    """fsync every file in ``folder`` and the folder itself (before it is renamed into place)."""
-    for file in folder.rglob("*"):
-        if file.is_file():
-            fsync_path(file)
-    fsync_path(folder)

@@ -1,6 +1,4 @@
-"""Scenario files: TOML that drives the arena commands, checked key by key.
-
-A self-play scenario::
+"""The self-play scenario: which game, who plays each role, sampling, backend, and the run.
 
     plugins = []                     # game files or modules to load first (optional)
 
@@ -24,53 +22,21 @@ A self-play scenario::
     concurrency = 16
     seed = 0
     out = "runs/selfplay"
-
-Every unknown key or bad value is an error naming the file, the section, the
-key, what was expected, and the closest known key.
 """
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import games
-from agents.registry import backend_options
 from agents.sampling import SamplingConfig
-from games.options import Config, OptionError, option, suggest
+from arena.config import ScenarioError, Section, check_backend, check_keys, load_plugins, read_toml, run_table
+from games.options import OptionError, option, suggest
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
-__all__ = ["ScenarioError", "GameSection", "RunSection", "SelfPlayScenario", "read_toml", "resolve_roles", "run_table",
-           "load_selfplay", "check_backend"]
-
-
-class ScenarioError(OptionError):
-    """A scenario file is missing, unreadable or has a wrong key or value."""
-
-
-def read_toml(path: str | Path) -> dict[str, Any]:
-    """Parse a TOML file, with a clear error for a missing file or a syntax error."""
-    path = Path(path)
-    if not path.is_file():
-        raise ScenarioError(f"scenario file not found: {path}")
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as err:
-        raise ScenarioError(f"{path}: not valid TOML: {err}") from None
-    except UnicodeDecodeError as err:
-        raise ScenarioError(f"{path}: not UTF-8 text (byte {err.start}); save the scenario as UTF-8") from None
-
-
-@dataclass(frozen=True)
-class Section(Config):
-    _noun = "key"
+__all__ = ["GameSection", "RunSection", "SelfPlayScenario", "load_selfplay", "resolve_roles", "selfplay_scenario"]
 
 
 @dataclass(frozen=True)
@@ -133,50 +99,18 @@ class SelfPlayScenario:
         return Path(self.run.out) if self.run.out else Path("runs") / self.path.stem
 
 
-def _top_level(data: dict[str, Any], known: list[str], where: str) -> None:
-    for key in data:
-        if key not in known:
-            raise ScenarioError(f"{where}: unknown section or key {key!r}; expected "
-                                f"{', '.join(known)}.{suggest(key, known)}")
-
-
-def load_plugins(data: dict[str, Any], where: str, base: Path) -> tuple[str, ...]:
-    plugins = data.get("plugins", [])
-    if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
-        raise ScenarioError(f"{where}: 'plugins' must be a list of game files or modules")
-    resolved = []
-    for plugin in plugins:
-        candidate = base / plugin
-        target = str(candidate) if plugin.endswith(".py") and candidate.is_file() else plugin
-        games.load_plugin(target)
-        resolved.append(target)
-    return tuple(resolved)
-
-
-def check_backend(backend: Any, specs: Iterable[str], where: str) -> dict[str, Any]:
-    """A scenario's ``[backend]`` table, checked for every model agent that will get it (before anything is
-    loaded or written)."""
-    if not isinstance(backend, Mapping):
-        raise ScenarioError(f"{where}: [backend] must be a table of options for model backends")
-    for spec in sorted(set(specs)):
-        try:
-            backend_options(spec, dict(backend))
-        except OptionError as err:
-            raise ScenarioError(f"{where} {err}") from None
-    return dict(backend)
-
-
-def run_table(data: Mapping[str, Any], overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """A scenario's ``[run]`` keys with the command line's overrides (those given, not None) put over them."""
-    return {**dict(data.get("run") or {}), **{k: v for k, v in (overrides or {}).items() if v is not None}}
-
-
 def load_selfplay(path: str | Path, overrides: Mapping[str, Any] | None = None) -> SelfPlayScenario:
-    """Read and check a self-play scenario; ``overrides`` replace [run] keys (from CLI flags)."""
+    """Read and check a self-play scenario file; ``overrides`` replace [run] keys (from CLI flags)."""
     path = Path(path)
-    data = read_toml(path)
+    return selfplay_scenario(read_toml(path), path, overrides)
+
+
+def selfplay_scenario(data: Mapping[str, Any], path: Path, overrides: Mapping[str, Any] | None = None
+                      ) -> SelfPlayScenario:
+    """Check a self-play scenario given as data (``path`` names it in errors, and relative plugin files and the
+    default output directory are found from it)."""
     where = str(path)
-    _top_level(data, ["plugins", "game", "agents", "sampling", "backend", "run"], where)
+    check_keys(data, ["plugins", "game", "agents", "sampling", "backend", "run"], where)
     plugins = load_plugins(data, where, path.parent)
     try:
         game = GameSection.from_mapping(data.get("game"), source=f"{where} [game]")

@@ -37,10 +37,10 @@ from typing import Any
 import torch
 
 from agents.chat_format import build_tokenizer, conversation_ids
-from arena.lock import OutputLock
-from arena.scenario import ScenarioError, Section, read_toml
-from arena.seed_card import evaluate_model, model_card
-from arena.seed_data import DataSection, SlippingScripted, make_transcripts
+from arena.config import ScenarioError, Section, read_toml
+from arena.output import OutputLock
+from arena.seed.card import evaluate_model, model_card
+from arena.seed.data import DataSection, SlippingScripted, make_transcripts
 from arena.train.model import check_precision
 from games.options import Config, option
 
@@ -198,7 +198,7 @@ def build_seed_model(scenario: SeedModelScenario, out: str | Path | None = None,
 
     Every ``[train] checkpoint_every`` steps the build saves ``OUT/checkpoint``; ``resume=True``
     continues from it (same scenario) and gives the same model as an uninterrupted build. One build writes
-    ``OUT`` at a time (:class:`arena.lock.OutputLock`).
+    ``OUT`` at a time (:class:`arena.output.OutputLock`).
     """
     out = Path(out or scenario.out)
     try:

@@ -16,7 +16,7 @@ from rich.rule import Rule
 from rich.table import Table
 from rich.text import Text
 
-from arena.episode import Episode, TurnRecord
+from arena.play.episode import Episode, TurnRecord
 from games.registry import GameSpec
 from games.text import printable
 

@@ -25,16 +25,15 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
 
-import numpy as np
-
 import games
 from agents.base import Completion, Policy, checked_completion
 from agents.human import HumanQuit
-from arena.episode import Episode
-from arena.rollout import EpisodeRunner
+from arena.play.episode import Episode
+from arena.play.rollout import EpisodeRunner
 from games.base import TextGame
+from games.seeds import episode_seed
 
-__all__ = ["EpisodePlan", "BatchedRollout", "PlanRange", "RolloutStats", "episode_seed", "make_plans"]
+__all__ = ["EpisodePlan", "BatchedRollout", "PlanRange", "RolloutStats", "make_plans"]
 
 log = logging.getLogger(__name__)
 
@@ -54,15 +53,10 @@ class EpisodePlan:
     sample: int = 0
 
 
-def episode_seed(run_seed: int, index: int) -> int:
-    """The seed of the ``index``-th episode of a run: stable, and unrelated between neighbours."""
-    return int(np.random.SeedSequence([int(run_seed) % (2**63), int(index)]).generate_state(1)[0])
-
-
 class PlanRange(Sequence[EpisodePlan]):
     """Episodes ``start .. start + episodes - 1`` of a run, each plan made when it is asked for, so that a
     run of any length starts at once. Plan ``i`` has the id ``PREFIX-NNNNNN`` (``i`` zero-padded to six
-    digits) and the seed :func:`episode_seed` (run seed, i)."""
+    digits) and the seed :func:`games.seeds.episode_seed` (run seed, i)."""
 
     def __init__(self, game: str, roles: Mapping[str, str], episodes: int, seed: int,
                  options: Mapping[str, Any] | None = None, prefix: str | None = None, start: int = 0):

@@ -11,8 +11,8 @@ import numpy as np
 from rich.table import Table
 from rich.text import Text
 
-from arena.ratings import bootstrap, cycles, openskill_ratings, win_graph, win_matrix
-from arena.tournament import Tally, Tournament
+from arena.rate.ratings import bootstrap, cycles, openskill_ratings, win_graph, win_matrix
+from arena.rate.tournament import Tally, Tournament
 from games.text import printable
 
 __all__ = ["build", "rating_text", "write", "terminal_table"]

@@ -8,7 +8,7 @@ and the interrupted episode is simply played again. The file is synced to
 the disk (fsync) at most once a second while a run appends and when it
 closes, so a power loss costs at most the last second's episodes, which a
 resumed run plays again. One process writes a directory at a time
-(:class:`arena.lock.OutputLock`).
+(:class:`arena.output.OutputLock`).
 
 The store stays append-only, and an id may appear more than once: a failed
 episode (a backend error) is played again by the next run of the same
@@ -39,10 +39,10 @@ from pathlib import Path
 from typing import Any
 
 from agents.secrets import redact
-from arena.episode import Episode, EpisodeFormatError
-from arena.lock import OutputLock
+from arena.output import OutputLock
+from arena.play.episode import Episode, EpisodeFormatError
 
-__all__ = ["EpisodeStore", "StoreError", "read_episodes", "episodes_to_rows", "fsync_path"]
+__all__ = ["EpisodeStore", "StoreError", "read_episodes", "episodes_to_rows"]
 
 log = logging.getLogger(__name__)
 
@@ -54,15 +54,6 @@ _WARNED: set[tuple[Path, int]] = set()
 
 class StoreError(RuntimeError):
     """The store cannot be used as asked (locked, incompatible run, unreadable file)."""
-
-
-def fsync_path(path: Path) -> None:
-    """Sync a file or a directory (its entries: a rename into it) to the disk."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _complete_lines(path: Path) -> Iterator[tuple[int, bytes]]:

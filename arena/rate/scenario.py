@@ -1,8 +1,8 @@
 """A tournament scenario: its agents, games (with fixed partners), schedule, ratings and run settings.
 
 ``load_tournament(path)`` reads and checks a TOML file (see docs/tournaments.md); every unknown key
-or bad value is a :class:`~arena.scenario.ScenarioError` naming the file, the table and what was
-expected. Playing it is :mod:`arena.tournament`.
+or bad value is a :class:`~arena.config.ScenarioError` naming the file, the table and what was
+expected. Playing it is :mod:`arena.rate.tournament`.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Any
 
 import games
 from agents.sampling import SamplingConfig
-from arena.episode import SCHEMA_VERSION
-from arena.scenario import ScenarioError, Section, check_backend, load_plugins, read_toml, run_table
+from arena.config import ScenarioError, Section, check_backend, load_plugins, read_toml, run_table
+from arena.play.episode import SCHEMA_VERSION
 from games.options import OptionError, option
 
 __all__ = ["GameEntry", "Tournament", "ScheduleSection", "RatingsSection", "TournamentRunSection", "load_tournament",

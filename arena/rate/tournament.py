@@ -30,7 +30,7 @@ each round pairs agents of similar rating who have not met yet). Everything
 is deterministic given the stored episodes, so a tournament killed and run
 again continues from its episodes and ends with the same ratings.
 
-The scenario file and its checks are :mod:`arena.tournament_scenario`.
+The scenario file and its checks are :mod:`arena.rate.scenario`.
 """
 
 from __future__ import annotations
@@ -44,13 +44,15 @@ from pathlib import Path
 import numpy as np
 
 from agents.base import Policy
-from arena.batched import BatchedRollout, EpisodePlan, RolloutStats, episode_seed
-from arena.episode import Episode
-from arena.ratings import Outcome, bradley_terry
-from arena.scenario import ScenarioError
-from arena.selfplay import PlayCount, load_policies, play_into
-from arena.store import EpisodeStore
-from arena.tournament_scenario import GameEntry, Tournament, load_tournament, partner_name
+from arena.config import ScenarioError
+from arena.play.batched import BatchedRollout, EpisodePlan, RolloutStats
+from arena.play.episode import Episode
+from arena.play.policies import load_policies
+from arena.play.selfplay import PlayCount, play_into
+from arena.play.store import EpisodeStore
+from arena.rate.ratings import Outcome, bradley_terry
+from arena.rate.scenario import GameEntry, Tournament, load_tournament, partner_name
+from games.seeds import tournament_seed
 
 __all__ = ["GameEntry", "Tournament", "load_tournament", "run_tournament", "tournament_plans", "outcomes_from",
            "seat_assignments", "swiss_pairings", "TournamentResult"]
@@ -72,16 +74,12 @@ def seat_assignments(roles: Sequence[str], a: str, b: str) -> list[dict[str, str
     return out
 
 
-def _seed(t: Tournament, game_index: int, round_no: int, k: int) -> int:
-    return episode_seed(t.schedule.seed, (game_index * 1000 + round_no) * 100_000 + k)
-
-
 def _plans_for_pairing(t: Tournament, round_no: int, a: str, b: str) -> list[EpisodePlan]:
     """Head-to-head games: a and b in every seat arrangement. Same-seat games: each agent's own team."""
     plans = []
     for g_index, game in enumerate(t.games):
         for k in range(t.schedule.games_per_pairing):
-            seed = _seed(t, g_index, round_no, k)
+            seed = tournament_seed(t.schedule.seed, g_index, round_no, k)
             if game.mode == "head-to-head":
                 for s, seats in enumerate(seat_assignments(game.roles, a, b)):
                     tags = {"game": game.key, "round": round_no, "a": a, "b": b, "k": k}
@@ -217,7 +215,7 @@ class TournamentResult:
 
 def run_tournament(t: Tournament, on_episode: Callable[[Episode, RolloutStats], None] | None = None,
                    policies: Mapping[str, Policy] | None = None) -> TournamentResult:
-    """Play (or resume) the tournament; return its plans and tally. Ratings: :func:`arena.leaderboard.build`."""
+    """Play (or resume) the tournament; return its plans and tally. Ratings: :func:`arena.rate.leaderboard.build`."""
     names = list(t.agents)
     store = EpisodeStore(t.out)
     with store.open(t.info()):

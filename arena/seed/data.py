@@ -10,7 +10,6 @@ model learns to recover when the game rejects a move.
 from __future__ import annotations
 
 import dataclasses
-import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,10 +19,11 @@ import numpy as np
 import games
 from agents.base import Completion, Policy, TurnRequest
 from agents.rule_based import RandomPolicy, ScriptedPolicy
-from arena.batched import BatchedRollout, make_plans
-from arena.episode import Episode
-from arena.scenario import ScenarioError, Section
+from arena.config import ScenarioError, Section
+from arena.play.batched import BatchedRollout, make_plans
+from arena.play.episode import Episode
 from games.options import option
+from games.seeds import slip_generator
 
 __all__ = ["DataSection", "SlippingScripted", "make_transcripts"]
 
@@ -81,8 +81,7 @@ class SlippingScripted(Policy):
         """Which slip this turn is: "" (none), "random" or "broken"."""
         if not self.rate:
             return ""
-        key = [request.episode_seed % 2**63, request.turn, zlib.crc32(request.role.encode("utf-8"))]
-        roll = np.random.default_rng(key).random(2)
+        roll = slip_generator(request.episode_seed, request.turn, request.role).random(2)
         return "" if roll[0] >= self.rate else ("random" if roll[1] < 0.5 else "broken")
 
     @staticmethod

@@ -2,7 +2,7 @@
 
 Running the same command again after an interruption resumes: stored
 episodes are kept, the rest are played, and the result equals an
-uninterrupted run (see :mod:`arena.batched` for how).
+uninterrupted run (see :mod:`arena.play.batched` for how).
 """
 
 from __future__ import annotations
@@ -12,33 +12,18 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import agents
 import games
 from agents.base import Policy
-from agents.registry import MODEL_KINDS
-from agents.sampling import SamplingConfig
-from arena.batched import BatchedRollout, EpisodePlan, RolloutStats, make_plans
-from arena.episode import SCHEMA_VERSION, Episode
-from arena.scenario import SelfPlayScenario
-from arena.store import EpisodeStore
+from arena.play.batched import BatchedRollout, EpisodePlan, RolloutStats, make_plans
+from arena.play.episode import SCHEMA_VERSION, Episode
+from arena.play.policies import load_policies
+from arena.play.scenario import SelfPlayScenario
+from arena.play.store import EpisodeStore
+from arena.play.summary import summarise
 
-__all__ = ["load_policies", "play_into", "PlayCount", "run_selfplay", "SelfPlayResult", "summarise"]
+__all__ = ["play_into", "PlayCount", "run_info", "run_selfplay", "SelfPlayResult"]
 
 log = logging.getLogger(__name__)
-
-
-def load_policies(specs: set[str] | list[str], sampling: SamplingConfig,
-                  backend: Mapping[str, Any] | None = None) -> dict[str, Policy]:
-    """One policy per distinct agent spec (roles with the same spec share it)."""
-    policies: dict[str, Policy] = {}
-    for spec in sorted(set(specs)):
-        name, _ = agents.parse_spec(spec)
-        options = dict(backend or {}) if name in MODEL_KINDS else {}
-        try:
-            policies[spec] = agents.load(spec, sampling, **options)
-        except TypeError as err:  # an option the backend does not take
-            raise agents.PolicyError(f"agent {spec!r}: bad [backend] option: {err}") from None
-    return policies
 
 
 @dataclass
@@ -58,28 +43,6 @@ class SelfPlayResult:
     def failed_share(self) -> float:
         """The share of the run's stored episodes that failed."""
         return self.summary["failed"] / self.total if self.total else 0.0
-
-
-def summarise(episodes: list[Episode]) -> dict[str, Any]:
-    """Counts, legal-move rate, mean scores per role, and the game's aggregated metrics."""
-    ok = [e for e in episodes if e.ok]
-    turns = [t for e in episodes for t in e.turns]
-    out: dict[str, Any] = {
-        "episodes": len(episodes),
-        "failed": len(episodes) - len(ok),
-        # None when no move was made at all (every episode failed at its first turn): no rate to report
-        "legal_rate": (sum(t.legal for t in turns) / len(turns)) if turns else None,
-    }
-    roles = sorted({r for e in ok for r in e.scores})
-    out["mean_scores"] = {r: sum(e.scores[r] for e in ok) / len(ok) for r in roles} if ok else {}
-    if ok:
-        cls = games.get_spec(ok[0].game).cls
-        out["metrics"] = cls.aggregate_metrics(e.metrics for e in ok)
-    legal_by_role: dict[str, list[bool]] = {}
-    for t in turns:
-        legal_by_role.setdefault(t.role, []).append(t.legal)
-    out["legal_rate_by_role"] = {r: sum(v) / len(v) for r, v in sorted(legal_by_role.items())}
-    return out
 
 
 def run_info(scenario: SelfPlayScenario) -> dict[str, Any]:

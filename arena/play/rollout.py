@@ -14,26 +14,15 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 
-import numpy as np
-
 from agents.base import Completion, Policy, TurnRequest, checked_completion
 from agents.human import HumanQuit
-from arena.episode import Episode, TurnRecord, role_messages
+from arena.play.episode import Episode, TurnRecord, role_messages
 from games.base import TextGame
+from games.seeds import turn_seed
 
-__all__ = ["EpisodeRunner", "run_episode", "turn_seed"]
+__all__ = ["EpisodeRunner", "run_episode"]
 
 log = logging.getLogger(__name__)
-
-
-def turn_seed(episode_seed: int, turn: int, sample: int = 0) -> int:
-    """The sampling seed of one turn: fixed by the episode seed, the turn and the sample index, not by batching.
-
-    ``sample`` tells apart several episodes played on the same set-up (a group for RLOO/GRPO): the game is
-    the same, the agents' sampling differs.
-    """
-    key = [episode_seed % (2**63), turn] + ([sample] if sample else [])
-    return int(np.random.SeedSequence(key).generate_state(1)[0])
 
 
 class EpisodeRunner:

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import games
 from agents.rule_based import ScriptedPolicy
-from arena.batched import BatchedRollout, make_plans
+from arena.play.batched import BatchedRollout, make_plans
 
 if TYPE_CHECKING:
-    from arena.seed_model import EvalSection
+    from arena.seed.build import EvalSection
 
 __all__ = ["Seat", "EVAL_SEATS", "LEGAL_BAR", "evaluate_model", "in_data", "model_card"]
 
@@ -62,7 +62,7 @@ def evaluate_model(path: str | Path, section: EvalSection, seats=EVAL_SEATS,
     ``data`` is the build's data section: a held-out seat that it covers after all is reported as not held out."""
     from agents.hf import TransformersPolicy
     from agents.sampling import SamplingConfig
-    from arena.selfplay import summarise
+    from arena.play.summary import summarise
 
     model = TransformersPolicy(f"hf:{path}", path, SamplingConfig(temperature=section.temperature, max_new_tokens=96))
     policies = {"model": model, "scripted": ScriptedPolicy()}

@@ -1,4 +1,9 @@
-"""One writer per output directory: an exclusive lock on ``OUT/.lock`` that names its holder.
+"""An output directory: one writer at a time, and writes that survive a crash or a power loss.
+
+:class:`OutputLock` is an exclusive lock on ``OUT/.lock`` that names its holder.
+:func:`atomic_write`, :func:`sync_folder` and :func:`fsync_path` make what a
+resume relies on durable: a file is replaced whole or not at all, and a folder
+is on the disk before it is renamed into place.
 
 Every command that writes an output directory (self-play, tournaments,
 training, ``arena run``) holds this lock for as long as it writes, so two
@@ -22,7 +27,7 @@ try:  # POSIX file locks; on other systems the directory works without the lock
 except ImportError:  # pragma: no cover
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["OutputLock", "OutputLockedError"]
+__all__ = ["OutputLock", "OutputLockedError", "atomic_write", "fsync_path", "sync_folder"]
 
 class OutputLockedError(RuntimeError):
     """Another process is writing the directory."""
@@ -82,3 +87,31 @@ class OutputLock:
 
     def __exit__(self, *exc: Any) -> None:
         self.release()
+
+
+def fsync_path(path: Path) -> None:
+    """Sync a file or a directory (its entries: a rename into it) to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` all at once, durably (a crash leaves the old or the new file)."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_path(path.parent)
+
+
+def sync_folder(folder: Path) -> None:
+    """fsync every file in ``folder`` and the folder itself (before it is renamed into place)."""
+    for file in folder.rglob("*"):
+        if file.is_file():
+            fsync_path(file)
+    fsync_path(folder)

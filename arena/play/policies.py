@@ -1,0 +1,27 @@
+"""Loading the policies a run needs: one per distinct agent spec, with the scenario's backend options."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import agents
+from agents.base import Policy
+from agents.registry import MODEL_KINDS
+from agents.sampling import SamplingConfig
+
+__all__ = ["load_policies"]
+
+
+def load_policies(specs: Iterable[str], sampling: SamplingConfig,
+                  backend: Mapping[str, Any] | None = None) -> dict[str, Policy]:
+    """One policy per distinct agent spec (roles with the same spec share it)."""
+    policies: dict[str, Policy] = {}
+    for spec in sorted(set(specs)):
+        name, _ = agents.parse_spec(spec)
+        options = dict(backend or {}) if name in MODEL_KINDS else {}
+        try:
+            policies[spec] = agents.load(spec, sampling, **options)
+        except TypeError as err:  # an option the backend does not take
+            raise agents.PolicyError(f"agent {spec!r}: bad [backend] option: {err}") from None
+    return policies
