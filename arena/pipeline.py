@@ -91,7 +91,7 @@ def prepare_pipeline(path: str | Path, out: str | None = None, wandb: bool = Fal
     a mistake in the last step must not surface only after the first ones have spent their minutes."""
     from arena.play.scenario import load_selfplay
     from arena.rate.tournament import load_tournament
-    from arena.train.scenario import load_train_scenario
+    from arena.train.algorithms import load_train_scenario
 
     path = Path(path)
     data = load_pipeline(path)
@@ -137,8 +137,7 @@ def run_pipeline(path: str | Path, out: str | None = None, wandb: bool = False,
     from arena.play.selfplay import run_selfplay
     from arena.rate import leaderboard
     from arena.rate.tournament import load_tournament, run_tournament
-    from arena.train.algorithms import train
-    from arena.train.scenario import load_train_scenario
+    from arena.train.algorithms import load_train_scenario, train
 
     root, files = prepare_pipeline(path, out, wandb)
     tell = say or (lambda step, info: None)

@@ -11,8 +11,8 @@ from arena.config import ScenarioError
 from arena.pipeline import prepare_pipeline
 from arena.play.scenario import load_selfplay
 from arena.rate.tournament import load_tournament
-from arena.seed.build import load_seed_scenario
-from arena.train.scenario import load_train_scenario
+from arena.seed.scenario import load_seed_scenario
+from arena.train.algorithms import load_train_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = ROOT / "scenarios"

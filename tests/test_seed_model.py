@@ -13,8 +13,8 @@ from agents.sampling import SamplingConfig
 from agents.seed import SEED_MODEL_DIR
 from arena.cli import app
 from arena.play.batched import BatchedRollout, make_plans
-from arena.seed.build import load_seed_scenario
 from arena.seed.card import EVAL_SEATS, LEGAL_BAR, in_data, model_card
+from arena.seed.scenario import load_seed_scenario
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[1]
@@ -126,7 +126,7 @@ def test_seed_model_command_builds_reproducibly(tmp_path):
 def test_slips_are_left_out_of_the_loss_and_the_scripted_player_recovers():
     """A slipped move never reaches the loss; the move after it (often after a rejection) does, and is legal."""
     from agents.chat_format import build_tokenizer, conversation_ids
-    from arena.seed.build import DataSection, SlippingScripted, make_transcripts
+    from arena.seed.data import DataSection, SlippingScripted, make_transcripts
 
     for game, options in (("therapy-v0", {}), ("negotiation-v0", {}), ("refine-v0", {"tasks": "arithmetic"})):
         env = games.make(game, **options)
@@ -165,7 +165,8 @@ def test_build_curve_has_no_nan_when_a_batch_is_all_slips(tmp_path):
     """Batches whose every move is a slip carry no loss; the logged curve skips them instead of showing NaN."""
     import math
 
-    from arena.seed.build import build_seed_model, load_seed_scenario
+    from arena.seed.build import build_seed_model
+    from arena.seed.scenario import load_seed_scenario
 
     scenario = tmp_path / "slips.toml"
     text = TINY.format(out=tmp_path / "m").replace("[data]\n", "[data]\nslips = 0.5\n")
@@ -184,7 +185,8 @@ def test_interrupted_build_resumes_to_the_same_model(tmp_path):
     """A build stopped mid-training continues from OUT/checkpoint and ends with the uninterrupted build's weights."""
     import pytest
 
-    from arena.seed.build import SeedModelError, build_seed_model, load_seed_scenario
+    from arena.seed.build import SeedModelError, build_seed_model
+    from arena.seed.scenario import load_seed_scenario
 
     text = TINY.replace("batch_tokens = 4096", "batch_tokens = 256\ncheckpoint_every = 10").replace("epochs = 0.5",
                                                                                                  "epochs = 4")
@@ -226,7 +228,8 @@ def test_resume_without_a_checkpoint_says_so(tmp_path):
 
 def test_bf16_build_trains(tmp_path):
     """bfloat16 autocast: the loss falls as in fp32 and the saved weights stay fp32."""
-    from arena.seed.build import build_seed_model, load_seed_scenario
+    from arena.seed.build import build_seed_model
+    from arena.seed.scenario import load_seed_scenario
 
     scenario = tmp_path / "s.toml"
     text = TINY.replace("batch_tokens = 4096", "batch_tokens = 256\nprecision = \"bf16\"")

@@ -19,10 +19,9 @@ from arena.cli import app
 from arena.config import ScenarioError
 from arena.play.batched import BatchedRollout, make_plans
 from arena.play.store import EpisodeStore
-from arena.train.algorithms import train
+from arena.train.algorithms import load_train_scenario, train
 from arena.train.bc import select
 from arena.train.data import RoleSequence
-from arena.train.scenario import load_train_scenario
 from arena.train.score import attempt_values
 
 ROOT = Path(__file__).resolve().parents[1]

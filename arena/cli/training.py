@@ -26,8 +26,7 @@ def train_command(
                                           "value or a bare word; repeatable), e.g. game.options.objective=coop."),
 ) -> None:
     """Train an agent from its own episodes (filtered behaviour cloning, policy gradient, SCoRe)."""
-    from arena.train.algorithms import train
-    from arena.train.scenario import load_train_scenario
+    from arena.train.algorithms import load_train_scenario, train
     from arena.train.session import TrainError, TrainFailed
 
     try:
@@ -129,7 +128,8 @@ def seed_model_command(
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted build from OUT/checkpoint."),
 ) -> None:
     """Build the seed model from scratch: transcripts, tokenizer, training, evaluation, model card."""
-    from arena.seed.build import SeedModelError, build_seed_model, finish_report, load_seed_scenario
+    from arena.seed.build import SeedModelError, build_seed_model, finish_report
+    from arena.seed.scenario import load_seed_scenario
 
     try:
         scenario = load_seed_scenario(scenario_path)

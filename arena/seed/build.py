@@ -25,94 +25,30 @@ import itertools
 import json
 import logging
 import math
-import os
 import random
 import shutil
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from agents.chat_format import build_tokenizer, conversation_ids
-from arena.config import ScenarioError, Section, read_toml
+from arena.config import ScenarioError
 from arena.output import OutputLock
 from arena.seed.card import evaluate_model, model_card
-from arena.seed.data import DataSection, SlippingScripted, make_transcripts
+from arena.seed.data import make_transcripts
+from arena.seed.scenario import SeedModelScenario
+from arena.train.checkpoint import find_checkpoint, read_checkpoint, restore_rng, write_checkpoint
 from arena.train.model import check_precision
-from games.options import Config, option
+from arena.train.optim import length_buckets
 
-__all__ = ["SeedModelScenario", "SeedModelError", "load_seed_scenario", "DataSection", "SlippingScripted",
-           "make_transcripts", "build_seed_model", "finish_report"]
+__all__ = ["SeedModelError", "build_seed_model", "finish_report"]
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class TokenizerSection(Section):
-    vocab_size: int = option(2048, "BPE vocabulary size", min=300, max=65536)
-
-
-@dataclass(frozen=True)
-class ModelSection(Section):
-    hidden_size: int = option(256, "width", min=16)
-    num_layers: int = option(4, "transformer blocks", min=1)
-    num_heads: int = option(4, "attention heads", min=1)
-    num_kv_heads: int = option(2, "key/value heads (grouped-query attention)", min=1)
-    intermediate_size: int = option(688, "MLP width", min=16)
-    max_position_embeddings: int = option(2048, "context length in tokens", min=128)
-
-    def validate(self) -> None:
-        if self.hidden_size % self.num_heads or self.num_heads % self.num_kv_heads:
-            raise ScenarioError("hidden_size must divide by num_heads, and num_heads by num_kv_heads")
-
-
-@dataclass(frozen=True)
-class TrainSection(Section):
-    epochs: float = option(2.0, "passes over the data", min=0.01)
-    batch_tokens: int = option(16384, "padded tokens per optimiser step", min=256)
-    learning_rate: float = option(3e-3, "peak learning rate (AdamW)", min=0)
-    warmup_steps: int = option(50, "linear warm-up steps", min=0)
-    weight_decay: float = option(0.05, "AdamW weight decay", min=0)
-    seed: int = option(0, "initialisation and shuffling seed", min=0)
-    threads: int = option(0, "torch CPU threads (0: torch's default)", min=0)
-    precision: str = option(
-        "fp32", "fp32, or bf16: bfloat16 autocast for the forward and backward passes, the weights and optimiser "
-        "state stay fp32 (measured 1.2-1.3x faster for a 4.9M-parameter build on a CPU with AVX512-BF16, with the "
-        "same losses as fp32 over its first 300 steps; 10-15x slower on CPUs without: the build warns)",
-        choices=("fp32", "bf16"))
-    checkpoint_every: int = option(200, "save a resumable checkpoint (OUT/checkpoint: model, optimiser, data "
-                                   "position) every this many steps; 0: never", min=0)
-
-
-@dataclass(frozen=True)
-class EvalSection(Section):
-    episodes: int = option(60, "evaluation episodes per game and seat", min=1)
-    seed: int = option(10_000, "evaluation seed (held out from the training seeds)", min=0)
-    temperature: float = option(1.0, "sampling temperature during evaluation", min=0)
-
-
-@dataclass(frozen=True)
-class SeedModelScenario(Config):
-    _noun = "section"
-    data: DataSection = option(DataSection(), "training transcripts")
-    tokenizer: TokenizerSection = option(TokenizerSection(), "tokenizer")
-    model: ModelSection = option(ModelSection(), "model shape")
-    train: TrainSection = option(TrainSection(), "optimisation")
-    eval: EvalSection = option(EvalSection(), "evaluation against scripted players")
-    out: str = option("agents/seed_model", "where to save the model (save_pretrained format)")
-
-
-def load_seed_scenario(path: str | Path) -> SeedModelScenario:
-    data = read_toml(path)
-    try:
-        return SeedModelScenario.from_mapping(data, source=str(path))
-    except ScenarioError:
-        raise
-    except Exception as err:
-        raise ScenarioError(str(err)) from None
+CHECKPOINT = "checkpoint"  # OUT/checkpoint: the build's resumable checkpoint (arena.train.checkpoint's format)
 
 
 # ----------------------------------------------------------------------- training
@@ -121,18 +57,8 @@ class SeedModelError(RuntimeError):
 
 
 def _batches(lengths: list[int], batch_tokens: int, rng: random.Random) -> list[list[int]]:
-    """Length-bucketed batches whose padded size stays within ``batch_tokens``, in shuffled order."""
-    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
-    batches, current, longest = [], [], 0
-    for i in order:
-        longest_if = max(longest, lengths[i])
-        if current and longest_if * (len(current) + 1) > batch_tokens:
-            batches.append(current)
-            current, longest_if = [], lengths[i]
-        current.append(i)
-        longest = longest_if
-    if current:
-        batches.append(current)
+    """One epoch's length-bucketed batches (:func:`arena.train.optim.length_buckets`) in shuffled order."""
+    batches = length_buckets(lengths, batch_tokens)
     rng.shuffle(batches)
     return batches
 
@@ -165,28 +91,18 @@ def _resumable(scenario: SeedModelScenario) -> dict[str, Any]:
     return json.loads(json.dumps(settings))  # as stored in state.json (tuples become lists)
 
 
-def _save_checkpoint(folder: Path, model: Any, tokenizer: Any, optimizer: torch.optim.Optimizer,
-                     state: dict[str, Any]) -> None:
-    """Write the checkpoint beside the old one, then swap: a kill at any moment leaves one whole checkpoint."""
-    tmp = folder.with_name(folder.name + ".tmp")
-    old = folder.with_name(folder.name + ".old")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
-    torch.save({"optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state()}, tmp / "optimizer.pt")
-    (tmp / "state.json").write_text(json.dumps(state, indent=1) + "\n", encoding="utf-8")
-    shutil.rmtree(old, ignore_errors=True)
-    if folder.exists():
-        os.replace(folder, old)
-    os.replace(tmp, folder)
-    shutil.rmtree(old, ignore_errors=True)
+def _find_checkpoint(out: Path) -> tuple[Path, dict[str, Any]] | None:
+    """The whole checkpoint under ``out`` and its trainer state (the build's position in ``state``), if any.
 
-
-def _find_checkpoint(out: Path) -> Path | None:
-    """The whole checkpoint under ``out`` (the previous one if a kill came between the two renames)."""
-    for name in ("checkpoint", "checkpoint.old"):
-        if (out / name / "state.json").is_file():
-            return out / name
+    A build interrupted before the one checkpoint format (``optimizer.pt`` + ``state.json``) resumes too."""
+    found = find_checkpoint(out / CHECKPOINT)
+    if found is not None:
+        return found, read_checkpoint(found)
+    for legacy in (out / CHECKPOINT, out / f"{CHECKPOINT}.old"):
+        if (legacy / "state.json").is_file() and (legacy / "optimizer.pt").is_file():
+            old = torch.load(legacy / "optimizer.pt", weights_only=False)
+            state = {**json.loads((legacy / "state.json").read_text(encoding="utf-8")), "optimizer": old["optimizer"]}
+            return legacy, {"iteration": state["step"], "state": state, "rng": {"torch": old["torch_rng"]}}
     return None
 
 
@@ -218,12 +134,13 @@ def _build(scenario: SeedModelScenario, out: Path, progress: Callable[[str, dict
 
     hf_logging.disable_progress_bar()
 
-    found = _find_checkpoint(out)
+    checkpoint = _find_checkpoint(out)
+    found, restored = checkpoint if checkpoint is not None else (None, None)
     saved: dict[str, Any] | None = None
     if resume:
         if found is None:
             raise SeedModelError(f"nothing to resume: {out} has no checkpoint (run without --resume to build)")
-        saved = json.loads((found / "state.json").read_text(encoding="utf-8"))
+        saved = restored["state"]
         different = sorted(k for k, v in _resumable(scenario).items() if saved["settings"].get(k) != v)
         if different:
             raise SeedModelError(f"the checkpoint in {found} was made with different [{'], ['.join(different)}] "
@@ -284,9 +201,8 @@ def _build(scenario: SeedModelScenario, out: Path, progress: Callable[[str, dict
     losses: list[float] = []
     curve: list[dict[str, float]] = []
     if saved is not None:
-        restored = torch.load(found / "optimizer.pt", weights_only=False)
-        optimizer.load_state_dict(restored["optimizer"])
-        torch.set_rng_state(restored["torch_rng"])
+        optimizer.load_state_dict(saved["optimizer"])
+        restore_rng(restored["rng"])
         step, seen_tokens, before_minutes = saved["step"], saved["seen_tokens"], saved["train_minutes"]
         losses, curve = saved["losses"], saved["curve"]
         say("resume", {"step": step, "of": total_steps, "from": str(found)})
@@ -321,9 +237,15 @@ def _build(scenario: SeedModelScenario, out: Path, progress: Callable[[str, dict
             curve.append({"step": step, "of": total_steps, "loss": sum(losses[-10:]) / max(1, len(losses[-10:])),
                           "tokens_per_s": seen_tokens / max(1e-9, minutes() * 60), "minutes": minutes()})
         if t.checkpoint_every and step % t.checkpoint_every == 0 and step < total_steps:  # before the report,
-            _save_checkpoint(out / "checkpoint", model, tokenizer, optimizer, {  # which may be the last thing done
-                "settings": _resumable(scenario), "step": step, "of": total_steps, "seen_tokens": seen_tokens,
-                "train_minutes": minutes(), "losses": losses, "curve": curve, "train_tokens": report["train_tokens"]})
+            def save_model(folder: Path) -> None:
+                model.save_pretrained(folder, safe_serialization=True)
+                tokenizer.save_pretrained(folder)
+
+            position = {"settings": _resumable(scenario), "step": step, "of": total_steps, "seen_tokens": seen_tokens,
+                        "train_minutes": minutes(), "losses": losses, "curve": curve,
+                        "train_tokens": report["train_tokens"]}
+            write_checkpoint(out / CHECKPOINT, save_model, step, {**position, "optimizer": optimizer.state_dict()},
+                             readable=position)  # before the report, which may be the last thing done
         if logged:
             say("train", curve[-1])
     model.eval()
@@ -339,7 +261,7 @@ def _build(scenario: SeedModelScenario, out: Path, progress: Callable[[str, dict
     # The training report is written before evaluating, so an interrupted evaluation loses nothing:
     # `arena seed-model SCENARIO --evaluate-only` finishes it.
     (out / "build_report.json").write_text(json.dumps(report, indent=1, default=str) + "\n", encoding="utf-8")
-    for name in ("checkpoint", "checkpoint.old", "checkpoint.tmp"):  # the model is saved: the checkpoint is spent
+    for name in (CHECKPOINT, f"{CHECKPOINT}.old", f"{CHECKPOINT}.tmp"):  # the model is saved: the checkpoint is spent
         shutil.rmtree(out / name, ignore_errors=True)
     return finish_report(out, scenario, progress, scenario_file) if evaluate else report
 

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 import games
+from agents.hf import TransformersPolicy
 from agents.rule_based import ScriptedPolicy
+from agents.sampling import SamplingConfig
 from arena.play.batched import BatchedRollout, make_plans
-
-if TYPE_CHECKING:
-    from arena.seed.build import EvalSection
+from arena.play.summary import summarise
+from arena.seed.scenario import EvalSection
 
 __all__ = ["Seat", "EVAL_SEATS", "LEGAL_BAR", "evaluate_model", "in_data", "model_card"]
 
@@ -60,10 +61,6 @@ def evaluate_model(path: str | Path, section: EvalSection, seats=EVAL_SEATS,
     """Play the model against scripted players in each seat; legal-move rate and metrics per seat.
 
     ``data`` is the build's data section: a held-out seat that it covers after all is reported as not held out."""
-    from agents.hf import TransformersPolicy
-    from agents.sampling import SamplingConfig
-    from arena.play.summary import summarise
-
     model = TransformersPolicy(f"hf:{path}", path, SamplingConfig(temperature=section.temperature, max_new_tokens=96))
     policies = {"model": model, "scripted": ScriptedPolicy()}
     rows = []

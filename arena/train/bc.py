@@ -26,9 +26,9 @@ import numpy as np
 
 from arena.config import Section
 from arena.play.store import read_episodes
+from arena.train.metrics import episode_metrics
 from arena.train.model import bc_loss
 from arena.train.optim import gradient_step, minibatches
-from arena.train.pg import _episode_metrics
 from arena.train.session import TrainError, TrainFailed, TrainingSession
 from games.options import option
 
@@ -81,7 +81,8 @@ def run(session: TrainingSession, config: FilteredBCConfig, state: dict[str, Any
         if not session.sequences(stored):
             raise TrainError(f"[data] episodes: none of the {len(stored)} episodes has a finished side of "
                              f"{', '.join(session.scenario.trained_roles)} that fits the model to learn from")
-    optimizer = session.start(config.learning_rate, state)
+    optimizer = session.optimizer(config.learning_rate, state)
+    session.evaluate_before()
     for round_no in range(session.iteration + 1, config.rounds + 1):
         session.iteration = round_no
         setups = max(1, config.episodes_per_round // config.group_size)
@@ -109,7 +110,7 @@ def run(session: TrainingSession, config: FilteredBCConfig, state: dict[str, Any
             metrics["warnings"] = [f"round {round_no}: the filter {config.filter!r} kept none of the {len(seqs)} "
                                    "sides (all scored alike); no step was taken"]
         if episodes and not stored:
-            metrics.update(_episode_metrics(session, episodes))
+            metrics.update(episode_metrics(episodes, session.scenario.trained_roles))
         session.log_metrics(metrics)
         session.end_iteration(config.rounds, optimizer, state)
     if config.rounds and state.get("steps", 1) == 0:

@@ -24,9 +24,10 @@ from typing import Any, ClassVar
 import numpy as np
 
 from arena.config import Section
-from arena.play.summary import summarise
+from arena.train.advantages import group_advantages, running_baseline_advantages, turn_values
+from arena.train.metrics import collapse_warnings, episode_metrics
 from arena.train.model import pg_loss
-from arena.train.optim import collapse_warnings, gradient_step, group_advantages, running_baseline_advantages
+from arena.train.optim import gradient_step
 from arena.train.session import TrainingSession
 from games.options import OptionError, option
 
@@ -53,16 +54,11 @@ class PGConfig(Section):
             raise OptionError(f"{self.estimator} compares episodes of one set-up: set group_size to 2 or more")
 
 
-def turn_values(seqs, gamma: float) -> list[list[float]]:
-    from arena.train.data import returns_to_go
-
-    return [returns_to_go(s.rewards, gamma) for s in seqs]
-
-
 def run(session: TrainingSession, config: PGConfig, state: dict[str, Any] | None) -> None:
     state = state or {"baselines": {}, "optimizer": None, "first": None}
     model = session.model
-    optimizer = session.start(config.learning_rate, state)
+    optimizer = session.optimizer(config.learning_rate, state)
+    session.evaluate_before()
     for iteration in range(session.iteration + 1, config.iterations + 1):
         session.iteration = iteration
         episodes = session.play(session.plans(iteration, config.groups, config.group_size))
@@ -77,22 +73,9 @@ def run(session: TrainingSession, config: PGConfig, state: dict[str, Any] | None
         with session.timed("update"):
             metrics = gradient_step(model, optimizer, seqs, lambda stats, batch: pg_loss(stats, batch, config.beta),
                                     config.batch_tokens, config.max_grad_norm, with_reference=config.beta > 0)
-        metrics.update(_episode_metrics(session, episodes), zero_variance_share=flat)
+        metrics.update(episode_metrics(episodes, session.scenario.trained_roles), zero_variance_share=flat)
         state["first"] = state["first"] or metrics
         metrics["warnings"] = collapse_warnings(metrics, state["first"])
         session.log_metrics(metrics)
         session.end_iteration(config.iterations, optimizer, state)
     session.evaluate_after()
-
-
-def _episode_metrics(session: TrainingSession, episodes) -> dict[str, float]:
-    summary = summarise(episodes)
-    out = {"episodes": float(summary["episodes"]), "failed": float(summary["failed"]),
-           "legal_rate": summary["legal_rate"]}
-    for role in session.scenario.trained_roles:
-        out[f"score/{role}"] = summary["mean_scores"].get(role, 0.0)
-        out[f"reward/{role}"] = float(np.mean([sum(t.rewards.get(role, 0.0) for t in e.turns)
-                                               for e in episodes if e.ok] or [0.0]))
-    for name, value in summary.get("metrics", {}).items():
-        out[f"game/{name}"] = value
-    return out

@@ -38,6 +38,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,14 +46,13 @@ from typing import Any
 
 import games
 from agents.sampling import SamplingConfig
-from arena.config import ScenarioError, Section, load_plugins, read_toml, run_table, set_value
+from arena.config import ScenarioError, Section, load_plugins, run_table, set_value
 from arena.train.model import LoraSettings
-from games.options import OptionError, option, suggest
+from games.options import Config, OptionError, option, suggest
 
-__all__ = ["TrainScenario", "load_train_scenario", "POLICY", "ALGORITHMS"]
+__all__ = ["TrainScenario", "parse_train_scenario", "POLICY"]
 
 POLICY = "policy"
-ALGORITHMS = ("filtered-bc", "pg", "score")
 
 
 @dataclass(frozen=True)
@@ -130,12 +130,12 @@ def _lora(value: Any, where: str) -> LoraSettings | None:
     return LoraSettings(**values)
 
 
-def load_train_scenario(path: str | Path, out: str | None = None,
-                        overrides: Mapping[str, Any] | None = None) -> TrainScenario:
-    """Read and check a training scenario; ``overrides`` (dotted key -> value, e.g. ``{"game.options.objective":
-    "coop"}``) change it before it is checked."""
-    path = Path(path)
-    data = read_toml(path)
+def parse_train_scenario(data: dict[str, Any], path: Path, configs: Mapping[str, type[Config]],
+                         out: str | None = None, overrides: Mapping[str, Any] | None = None) -> TrainScenario:
+    """Check a training scenario given as data (``path`` names it in errors and anchors relative plugin files);
+    ``overrides`` (dotted key -> value, e.g. ``{"game.options.objective": "coop"}``) change it first;
+    ``configs`` are the algorithms' config classes by name (:data:`arena.train.algorithms.ALGORITHMS`)."""
+    data = copy.deepcopy(data)
     for dotted, value in (overrides or {}).items():
         set_value(data, dotted, value)
     where = str(path)
@@ -176,13 +176,11 @@ def load_train_scenario(path: str | Path, out: str | None = None,
         raise ScenarioError(f"{where} [roles]: no role is played by \"policy\" (the trained model)")
     algorithm = dict(data.get("algorithm") or {})
     name = algorithm.pop("name", None)
-    if name not in ALGORITHMS:
-        raise ScenarioError(f"{where} [algorithm]: name must be one of {', '.join(ALGORITHMS)}; got {name!r}."
-                            f"{suggest(str(name), list(ALGORITHMS))}")
-    from arena.train.algorithms import config_class
-
+    if name not in configs:
+        raise ScenarioError(f"{where} [algorithm]: name must be one of {', '.join(configs)}; got {name!r}."
+                            f"{suggest(str(name), list(configs))}")
     try:
-        config_class(name).from_mapping(algorithm, source=f"{where} [algorithm]")
+        configs[name].from_mapping(algorithm, source=f"{where} [algorithm]")
         sampling = SamplingConfig.from_mapping(data.get("sampling"), where=f"{where} [sampling]")
         evaluation = EvalSection.from_mapping(data.get("eval"), source=f"{where} [eval]")
         run = RunSection.from_mapping(run_table(data, {"out": out}), source=f"{where} [run]")

@@ -27,9 +27,10 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from arena.config import Section
+from arena.train.advantages import group_advantages
+from arena.train.metrics import collapse_warnings, episode_metrics
 from arena.train.model import pg_loss
-from arena.train.optim import collapse_warnings, gradient_step, group_advantages
-from arena.train.pg import _episode_metrics
+from arena.train.optim import gradient_step
 from arena.train.session import TrainingSession
 from games.options import option
 
@@ -75,7 +76,8 @@ def attempt_values(rewards: list[float], stage: int, alpha: float) -> list[float
 def run(session: TrainingSession, config: SCoReConfig, state: dict[str, Any] | None) -> None:
     state = state or {"optimizer": None, "first": None}
     model = session.model
-    optimizer = session.start(config.learning_rate, state)
+    optimizer = session.optimizer(config.learning_rate, state)
+    session.evaluate_before()
     total = config.stage1_iterations + config.stage2_iterations
     for iteration in range(session.iteration + 1, total + 1):
         session.iteration = iteration
@@ -99,7 +101,8 @@ def run(session: TrainingSession, config: SCoReConfig, state: dict[str, Any] | N
         with session.timed("update"):
             metrics = gradient_step(model, optimizer, seqs, lambda stats, batch: pg_loss(stats, batch, 1.0),
                                     config.batch_tokens, config.max_grad_norm, with_reference=True)
-        metrics.update(_episode_metrics(session, episodes), zero_variance_share=flat, stage=float(stage))
+        metrics.update(episode_metrics(episodes, session.scenario.trained_roles), zero_variance_share=flat,
+                       stage=float(stage))
         state["first"] = state["first"] or metrics
         metrics["warnings"] = collapse_warnings(metrics, state["first"])
         session.log_metrics(metrics)

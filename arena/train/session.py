@@ -28,7 +28,6 @@ import errno
 import json
 import logging
 import os
-import random
 import shutil
 import time
 from collections import defaultdict
@@ -41,6 +40,7 @@ import numpy as np
 import torch
 
 import games
+from agents.sampling import SamplingConfig
 from agents.seed import seed_model_dir
 from arena.output import OutputLock, atomic_write, fsync_path, sync_folder
 from arena.play.batched import BatchedRollout, EpisodePlan
@@ -48,6 +48,8 @@ from arena.play.episode import Episode
 from arena.play.policies import load_policies
 from arena.play.store import EpisodeStore
 from arena.play.summary import summarise
+from arena.train.checkpoint import find_checkpoint, read_checkpoint, restore_rng, write_checkpoint
+from arena.train.curves import plot_curves
 from arena.train.data import RoleSequence, role_sequences
 from arena.train.model import TrainableModel
 from arena.train.scenario import POLICY, TrainScenario
@@ -67,9 +69,13 @@ class TrainFailed(TrainError):
 
 
 class TrainingSession:
-    def __init__(self, scenario: TrainScenario, resume: bool = False, wandb: bool = True,
+    """The plumbing of one training run; an algorithm's ``run(session, config, state)`` drives it."""
+
+    def __init__(self, scenario: TrainScenario, config: Any, resume: bool = False, wandb: bool = True,
                  progress: Callable[[str, dict[str, Any]], None] | None = None):
+        """``config`` is the algorithm's checked config (an instance of its config dataclass)."""
         self.scenario = scenario
+        self.config = config
         self.out = scenario.out
         self._use_wandb = wandb
         self.say = progress or (lambda event, info: None)
@@ -113,7 +119,8 @@ class TrainingSession:
                                  "choose another --out")
             stored = json.loads(meta.read_text(encoding="utf-8"))
             different = sorted(k for k in set(stored) | set(info) if stored.get(k) != info.get(k))
-            if different == ["algorithm_config"] and self._extends(stored["algorithm_config"]):
+            if different == ["algorithm_config"] and self._is_extension(stored["algorithm_config"]):
+                self._reopen_final_evaluation()
                 different = []
             if different:
                 raise TrainError(f"{self.out} was trained with different settings ({', '.join(different)}); "
@@ -123,15 +130,13 @@ class TrainingSession:
         self.out.mkdir(parents=True, exist_ok=True)
         meta.write_text(json.dumps(info, indent=1, default=str) + "\n", encoding="utf-8")
 
-    def _extends(self, stored: dict[str, Any]) -> bool:
+    def _is_extension(self, stored: dict[str, Any]) -> bool:
         """Whether the scenario only raises the stored run's length (its algorithm's ``extendable`` fields,
         such as filtered BC's ``rounds``): then ``--resume`` trains on from the last checkpoint, exactly as a run
         started with the larger number would have done. Lowering it is refused."""
-        from arena.train.algorithms import config_class
-
-        cls = config_class(self.scenario.algorithm)
+        cls = type(self.config)
         old = cls.from_mapping(stored, source="the stored run's [algorithm]")
-        new = cls.from_mapping(self.scenario.algorithm_config, source="[algorithm]")
+        new = self.config
         changed = [f.name for f in dataclasses.fields(old) if getattr(old, f.name) != getattr(new, f.name)]
         if not changed or any(f not in getattr(cls, "extendable", ()) for f in changed):
             return False
@@ -140,7 +145,11 @@ class TrainingSession:
                              f"({', '.join(f'{getattr(old, f)} -> {getattr(new, f)}' for f in changed)})")
         log.info("extending %s: %s", self.out,
                  ", ".join(f"{f} {getattr(old, f)} -> {getattr(new, f)}" for f in changed))
-        path = self.out / "eval.json"  # the old run's final evaluation is one along the way now
+        return True
+
+    def _reopen_final_evaluation(self) -> None:
+        """A run trained on past its end: its old final evaluation becomes one along the way in eval.json."""
+        path = self.out / "eval.json"
         if path.is_file():
             history = json.loads(path.read_text(encoding="utf-8"))
             for r in history["evaluations"]:
@@ -148,14 +157,13 @@ class TrainingSession:
                     r["label"] = "during"
             history["after"] = None
             atomic_write(path, json.dumps(history, indent=1) + "\n")
-        return True
 
     def _start_wandb(self) -> Any:
         mode = os.environ.get("WANDB_MODE") or self.scenario.run.wandb
         if mode == "disabled":
             return None
         try:
-            import wandb
+            import wandb  # optional at run time, and slow to import: only when a run logs to it
 
             return wandb.init(project="socratic-arena", name=self.out.name, dir=str(self.out), mode=mode,
                               config=self.scenario.info(), id=f"arena-{abs(hash(str(self.out.resolve()))):x}",
@@ -202,8 +210,6 @@ class TrainingSession:
         e = self.scenario.eval
         sampling = self.model.policy.sampling
         if e.temperature >= 0:
-            from agents.sampling import SamplingConfig
-
             self.model.policy.sampling = SamplingConfig(temperature=e.temperature, top_p=sampling.top_p,
                                                         max_new_tokens=sampling.max_new_tokens)
         saved_others, saved_seconds = self.others, dict(self.seconds)
@@ -294,15 +300,18 @@ class TrainingSession:
         return keep
 
     # ------------------------------------------------------------------ the algorithms' loop
-    def start(self, learning_rate: float, state: dict[str, Any]) -> torch.optim.Optimizer:
-        """The optimizer (its state restored on resume); on a fresh run, the "before" evaluation."""
+    def optimizer(self, learning_rate: float, state: dict[str, Any]) -> torch.optim.Optimizer:
+        """AdamW over the trained parameters, its state restored from ``state`` on resume."""
         optimizer = torch.optim.AdamW(self.model.parameters(), lr=learning_rate, betas=(0.9, 0.95),
                                       weight_decay=0.0)
         if state.get("optimizer") is not None:
             optimizer.load_state_dict(state["optimizer"])
+        return optimizer
+
+    def evaluate_before(self) -> None:
+        """The "before" evaluation, on a fresh run (a resumed run has it already)."""
         if self.iteration == 0:
             self.evaluate("before")
-        return optimizer
 
     def end_iteration(self, total: int, optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
         """After an iteration: evaluate every ``[eval] every`` iterations, checkpoint every
@@ -317,17 +326,9 @@ class TrainingSession:
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self, state: dict[str, Any]) -> Path:
         folder = self.out / "checkpoints" / f"iter-{self.iteration:05d}"
-        tmp = folder.with_name(folder.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        with self._writing(tmp):
-            self.model.save(tmp)
-            torch.save({"iteration": self.iteration, "state": state, "model": self.model.state_dict(),
-                        "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
-                                "python": random.getstate()}}, tmp / "trainer_state.pt")
-            sync_folder(tmp)
-            shutil.rmtree(folder, ignore_errors=True)
-            os.replace(tmp, folder)
-            fsync_path(folder.parent)
+        with self._writing(folder.with_name(folder.name + ".tmp")):
+            # the weights go in trainer_state.pt too: a LoRA run's adapters, not only the merged model
+            write_checkpoint(folder, self.model.save, self.iteration, state, model=self.model.state_dict())
             atomic_write(self.out / "checkpoints" / "latest.json", json.dumps({"path": folder.name,
                                                                                  "iteration": self.iteration}) + "\n")
         for old in sorted((self.out / "checkpoints").glob("iter-*"))[:-2]:
@@ -357,11 +358,12 @@ class TrainingSession:
             self._trim_metrics(-1)
             return None
         pointer = json.loads(latest.read_text(encoding="utf-8"))
-        saved = torch.load(self.out / "checkpoints" / pointer["path"] / "trainer_state.pt", weights_only=False)
+        folder = find_checkpoint(self.out / "checkpoints" / pointer["path"])
+        if folder is None:
+            raise TrainError(f"{self.out / 'checkpoints' / pointer['path']} is missing; the run cannot resume")
+        saved = read_checkpoint(folder)
         self.model.load_state_dict(saved["model"])
-        torch.set_rng_state(saved["rng"]["torch"])
-        np.random.set_state(saved["rng"]["numpy"])
-        random.setstate(saved["rng"]["python"])
+        restore_rng(saved["rng"])
         self.iteration = saved["iteration"]
         rows = self._trim_metrics(self.iteration)
         if rows:  # `minutes` counts on from where the run stopped: a resumed run's training time adds up
@@ -381,8 +383,6 @@ class TrainingSession:
             os.replace(tmp, final)
             fsync_path(self.out)
         try:
-            from arena.train.curves import plot_curves
-
             if (self.out / "metrics.jsonl").is_file():  # a run of zero iterations only evaluates
                 plot_curves(self.out, self.game_class().count_metrics)
         except Exception as err:  # a plot must not lose a finished run
