@@ -11,19 +11,20 @@ from rich.text import Text
 import agents
 import games
 from agents.human import HumanQuit
-from arena.cli import (
+from arena.cli.common import (
     USER_ERRORS,
     CliError,
-    _fail,
-    _load_plugins,
     app,
     console,
     err_console,
+    fail,
+    load_plugins,
     parse_key_values,
     split_agents,
 )
 from arena.cli.display import game_card, games_table, observation_line, result_panel, turn_line
 from arena.play.rollout import run_episode
+from arena.play.store import EpisodeStore, StoreError, read_episodes
 from games.text import printable
 
 
@@ -34,13 +35,13 @@ def games_command(
 ) -> None:
     """List the registered games, or show one game's card and options."""
     try:
-        _load_plugins(plugin)
+        load_plugins(plugin)
         if game is None:
             console.print(games_table(games.list_games()))
         else:
             console.print(game_card(games.get_spec(game)))
     except (CliError, *USER_ERRORS) as err:
-        _fail(str(err))
+        fail(str(err))
 
 
 @app.command("play")
@@ -59,9 +60,9 @@ def play_command(
 ) -> None:
     """Play one episode and print its transcript."""
     if seed < 0:
-        _fail(f"--seed must be 0 or more; got {seed}")
+        fail(f"--seed must be 0 or more; got {seed}")
     try:
-        _load_plugins(plugin)
+        load_plugins(plugin)
         spec = games.get_spec(game)
         env = spec.make(**parse_key_values(option))
         specs = split_agents(agents_spec, env.roles)
@@ -70,7 +71,7 @@ def play_command(
             policies[name] = agents.load(name)
         by_role = {role: policies[name] for role, name in specs.items()}
     except (CliError, *USER_ERRORS) as err:
-        _fail(str(err))
+        fail(str(err))
         return
     human = any(p.interactive for p in by_role.values())
     out = err_console if as_json else console
@@ -117,8 +118,6 @@ def replay_command(
     show_observations: bool = typer.Option(False, "--show-observations", help="Print everything each role saw."),
 ) -> None:
     """Show stored episodes readably."""
-    from arena.play.store import StoreError, read_episodes
-
     file = path / "episodes.jsonl" if path.is_dir() else path
     shown = 0
     try:
@@ -130,9 +129,9 @@ def replay_command(
             if limit and shown >= limit and episode_id is None:
                 break
     except StoreError as err:
-        _fail(str(err))
+        fail(str(err))
     if episode_id is not None and not shown:
-        _fail(f"no episode {episode_id!r} in {file}")
+        fail(f"no episode {episode_id!r} in {file}")
 
 
 def _show_episode(episode, show_observations: bool) -> None:
@@ -154,13 +153,11 @@ def export_command(
     parquet: Path = typer.Argument(..., metavar="OUT.parquet", help="The Parquet file to write."),
 ) -> None:
     """Export stored episodes to Parquet (load them back with datasets or pandas)."""
-    from arena.play.store import EpisodeStore, StoreError
-
     directory = path.parent if path.is_file() else path
     try:
         written = EpisodeStore(directory).to_parquet(parquet)
     except StoreError as err:
-        _fail(str(err))
+        fail(str(err))
         return
     console.print(f"wrote {written}", highlight=False)
 

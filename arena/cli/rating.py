@@ -7,8 +7,21 @@ from pathlib import Path
 import typer
 from rich.text import Text
 
-from arena.cli import USER_ERRORS, CliError, _episode_ticker, _fail, _progress, app, console, interrupt_hint
-from arena.cli.selfplay import failure_verdict
+from arena.cli.common import (
+    USER_ERRORS,
+    CliError,
+    app,
+    console,
+    episode_ticker,
+    fail,
+    failure_verdict,
+    interrupt_hint,
+    progress_bar,
+    show_leaderboard,
+)
+from arena.play.store import EpisodeStore
+from arena.rate import leaderboard
+from arena.rate.tournament import load_state, load_tournament, outcomes_from, run_tournament, total_episodes
 from games.text import printable
 
 
@@ -18,13 +31,10 @@ def tournament_command(
     out: str | None = typer.Option(None, "--out", "-o", help="Output directory (overrides the scenario's run.out)."),
 ) -> None:
     """Play a tournament (or resume it) and write its leaderboard, ratings.json and plots."""
-    from arena.rate import leaderboard
-    from arena.rate.tournament import load_tournament, run_tournament, total_episodes
-
     try:
         t = load_tournament(scenario_path, out)
     except (CliError, *USER_ERRORS) as err:
-        _fail(str(err))
+        fail(str(err))
         return
     total = total_episodes(t)
     console.print(Text.assemble(("tournament ", "bold"), printable(f"{len(t.agents)} agents · "
@@ -32,37 +42,24 @@ def tournament_command(
                                 f"→ {t.out}")), highlight=False)
     hint = interrupt_hint(lambda: f"the episodes finished so far are in {t.out / 'episodes.jsonl'}; run the same "
                                   "command again to resume (the same ratings as an uninterrupted run)")
-    with hint, _progress(total, "tournament") as progress:
+    with hint, progress_bar(total, "tournament") as progress:
         task = progress.add_task("tournament", total=total, rate="-", legal="-", failed=0)
-        from arena.play.store import EpisodeStore
-
-        on_episode = _episode_ticker(progress, task)
+        on_episode = episode_ticker(progress, task)
         try:
             if (t.out / EpisodeStore.FILE).is_file():
                 progress.update(task, completed=min(total, len(EpisodeStore(t.out).done_ids())))
             result = run_tournament(t, on_episode)
         except (CliError, *USER_ERRORS, RuntimeError) as err:
-            _fail(str(err))
+            fail(str(err))
             return
     data = leaderboard.build(t, result.tally)
     written = leaderboard.write(data, t.out)
-    _show_leaderboard(data)
+    show_leaderboard(data)
     console.print("wrote " + ", ".join(str(p) for p in written), highlight=False)
     verdict = failure_verdict(result.tally.failed_episodes, len(result.plans), result.retried, result.retried_failed,
                               t.run.max_failed_share, "tournament")
     if verdict:
-        _fail(verdict, code=1)
-
-
-def _show_leaderboard(data: dict) -> None:
-    from arena.rate import leaderboard
-
-    console.print(leaderboard.terminal_table(data, "Leaderboard (all games)"))
-    for key, game in data["by_game"].items():
-        console.print(leaderboard.terminal_table(game, f"{key} · {game['mode']}"))
-        console.print(Text(f"  {game['note']}", style="dim"))
-    if data["cycles"]:
-        console.print("non-transitive cycles: " + "; ".join(" > ".join(c + [c[0]]) for c in data["cycles"]))
+        fail(verdict, code=1)
 
 
 @app.command("report")
@@ -70,17 +67,14 @@ def report_command(
     directory: Path = typer.Argument(..., help="A tournament output directory."),
 ) -> None:
     """Redraw a tournament's leaderboard and plots from its stored episodes."""
-    from arena.rate import leaderboard
-    from arena.rate.tournament import load_state, outcomes_from
-
     try:
         t, plans, pairings, episodes = load_state(directory)
     except (CliError, *USER_ERRORS) as err:
-        _fail(str(err))
+        fail(str(err))
         return
     data = leaderboard.build(t, outcomes_from(t, plans, pairings, episodes))
     written = leaderboard.write(data, directory)
-    _show_leaderboard(data)
+    show_leaderboard(data)
     console.print("wrote " + ", ".join(str(p) for p in written), highlight=False)
 
 

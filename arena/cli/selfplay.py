@@ -8,7 +8,20 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from arena.cli import USER_ERRORS, CliError, _episode_ticker, _fail, _progress, app, console, interrupt_hint
+from arena.cli.common import (
+    USER_ERRORS,
+    CliError,
+    app,
+    console,
+    episode_ticker,
+    fail,
+    failure_verdict,
+    interrupt_hint,
+    progress_bar,
+)
+from arena.play.scenario import load_selfplay
+from arena.play.selfplay import run_selfplay
+from arena.play.store import EpisodeStore
 from games.text import printable
 
 
@@ -29,22 +42,6 @@ def _summary_table(summary: dict) -> Table:
     return table
 
 
-def failure_verdict(failed: int, total: int, retried: int, retried_failed: int, limit: float, what: str) -> str | None:
-    """The line that says how many episodes failed (and were retried); an error line when too many did."""
-    parts = []
-    if retried:
-        parts.append(f"{retried} failed episodes of an earlier run retried, {retried_failed} failed again")
-    if failed:
-        parts.append(f"{failed} of {total} episodes failed (see their 'error' in arena replay); run the same "
-                     "command again to retry them")
-    if parts:
-        console.print(Text("; ".join(parts), style="yellow"), soft_wrap=True, highlight=False)
-    if total and failed / total > limit:
-        return (f"{what}: {failed / total:.0%} of the episodes failed, more than the allowed {limit:.0%} "
-                "([run] max_failed_share); fix the agents' backend and run the same command again to retry them")
-    return None
-
-
 @app.command("selfplay")
 def selfplay_command(
     scenario_path: Path = typer.Argument(..., metavar="SCENARIO.toml", help="A self-play scenario file."),
@@ -58,14 +55,11 @@ def selfplay_command(
     seed: int | None = typer.Option(None, "--seed", "-s", help="Run seed (overrides the scenario's run.seed)."),
 ) -> None:
     """Play many episodes at once into OUT/episodes.jsonl; run it again to resume."""
-    from arena.play.scenario import load_selfplay
-    from arena.play.selfplay import run_selfplay
-
     try:
         scenario = load_selfplay(scenario_path, {"episodes": episodes, "concurrency": concurrency,
                                                  "out": out, "seed": seed})
     except (CliError, *USER_ERRORS) as err:
-        _fail(str(err))
+        fail(str(err))
         return
     roles = ", ".join(f"{r}={s}" for r, s in scenario.roles.items())
     console.print(Text.assemble(("self-play ", "bold"), printable(f"{scenario.game.id} · {roles} · "
@@ -73,24 +67,22 @@ def selfplay_command(
                                 f"→ {scenario.out}")), highlight=False)
     hint = interrupt_hint(lambda: f"the episodes finished so far are in {scenario.out / 'episodes.jsonl'}; run the "
                                   "same command again to resume (the same episodes as an uninterrupted run)")
-    with hint, _progress(scenario.run.episodes, "self-play") as progress:
+    with hint, progress_bar(scenario.run.episodes, "self-play") as progress:
         task = progress.add_task("self-play", total=scenario.run.episodes, rate="-", legal="-", failed=0)
-        on_episode = _episode_ticker(progress, task)
+        on_episode = episode_ticker(progress, task)
 
         try:
-            from arena.play.store import EpisodeStore
-
             stored = len(EpisodeStore(scenario.out).done_ids()) if (scenario.out / EpisodeStore.FILE).is_file() else 0
             progress.update(task, completed=min(stored, scenario.run.episodes))
             result = run_selfplay(scenario, on_episode)
         except (CliError, *USER_ERRORS, RuntimeError) as err:
-            _fail(str(err))
+            fail(str(err))
             return
     console.print(_summary_table(result.summary))
     console.print(f"episodes: {result.out} ({result.played} played now, {result.total} stored)", highlight=False)
     verdict = failure_verdict(result.summary["failed"], result.total, result.retried, result.retried_failed,
                               scenario.run.max_failed_share, "self-play")
     if verdict:
-        _fail(verdict, code=1)
+        fail(verdict, code=1)
 
 

@@ -1,4 +1,9 @@
-"""``arena train``, ``arena run`` (the whole loop) and ``arena seed-model``."""
+"""``arena train``, ``arena run`` (the whole loop) and ``arena seed-model``.
+
+These commands import the trainer (torch and transformers, about a second) inside the command, so that
+the other commands (``arena games``, ``play``, ``replay``, ``selfplay`` with rule-based agents) start
+at once: the one deliberate exception to imports at the top of a module.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +15,17 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from arena.cli import USER_ERRORS, CliError, _fail, app, console, err_console, interrupt_hint, parse_key_values
-from arena.cli.rating import _show_leaderboard
+from arena.cli.common import (
+    USER_ERRORS,
+    CliError,
+    app,
+    console,
+    err_console,
+    fail,
+    interrupt_hint,
+    parse_key_values,
+    show_leaderboard,
+)
 from arena.config import toml_value
 
 
@@ -33,7 +47,7 @@ def train_command(
         overrides = {key: toml_value(value) for key, value in parse_key_values(set_, "--set").items()}
         scenario = load_train_scenario(scenario_path, out, overrides)
     except (CliError, *USER_ERRORS) as err:
-        _fail(str(err))
+        fail(str(err))
         return
     console.print(Text.assemble(("train ", "bold"), f"{scenario.algorithm} · {scenario.game} · "
                                 f"{', '.join(scenario.trained_roles)} from {scenario.init} → {scenario.out}"),
@@ -70,10 +84,10 @@ def train_command(
         with interrupt_hint(saved):
             result = train(scenario, resume=resume, wandb=not no_wandb, progress=report)
     except TrainFailed as err:  # the run could not go on (a full disk, every episode failed)
-        _fail(str(err), code=1)
+        fail(str(err), code=1)
         return
     except (TrainError, *USER_ERRORS) as err:
-        _fail(str(err))
+        fail(str(err))
         return
     console.print(f"trained model: {result['final']} (use it as the agent hf:{result['final']})", highlight=False,
                   soft_wrap=True)
@@ -108,13 +122,13 @@ def run_command(
                                     "again to resume"):
             results = run_pipeline(scenario_path, out, wandb=wandb, say=say)
     except TrainFailed as err:
-        _fail(str(err), code=1)
+        fail(str(err), code=1)
         return
     except (TrainError, *USER_ERRORS, RuntimeError) as err:
-        _fail(str(err))
+        fail(str(err))
         return
     if "tournament" in results:
-        _show_leaderboard(results["tournament"])
+        show_leaderboard(results["tournament"])
     console.print(f"report: {results['out']}/report.md · {(time.perf_counter() - started) / 60:.1f} minutes",
                   highlight=False)
 
@@ -134,7 +148,7 @@ def seed_model_command(
     try:
         scenario = load_seed_scenario(scenario_path)
     except USER_ERRORS as err:
-        _fail(str(err))
+        fail(str(err))
         return
     target = out or scenario.out
     console.print(Text.assemble(("seed model ", "bold"), f"from {scenario_path} → {target}"), highlight=False)
@@ -179,7 +193,7 @@ def seed_model_command(
                                                scenario_file=str(scenario_path))
         except SeedModelError as err:
             progress.stop()
-            _fail(str(err))
+            fail(str(err))
             return
     console.print(f"saved to {target}: {report_data['parameters']:,} parameters, "
                   f"final loss {report_data['final_loss']:.3f}; model card in {target}/README.md", highlight=False)

@@ -167,28 +167,28 @@ class BatchedRollout:
         self.stats.turns += len(episode.turns)
         self.stats.legal_turns += sum(t.legal for t in episode.turns)
 
-    def _env(self, plan: EpisodePlan) -> TextGame:
-        key = json.dumps([plan.game, plan.options], sort_keys=True, default=str)
-        free = self._free_envs.setdefault(key, [])
-        env = free.pop() if free else games.make(plan.game, **plan.options)
-        env._arena_pool_key = key  # type: ignore[attr-defined]
-        return env
+    @staticmethod
+    def _pool_key(plan: EpisodePlan) -> str:
+        return json.dumps([plan.game, plan.options], sort_keys=True, default=str)
 
-    def _release(self, runner: EpisodeRunner) -> None:
-        self._free_envs[runner.game._arena_pool_key].append(runner.game)  # type: ignore[attr-defined]
+    def _env(self, plan: EpisodePlan) -> TextGame:
+        """A game for the plan: a finished one with the same game and options (reset on reuse), or a new one."""
+        free = self._free_envs.setdefault(self._pool_key(plan), [])
+        return free.pop() if free else games.make(plan.game, **plan.options)
 
     def _play(self, plans: Sequence[EpisodePlan]) -> Iterator[Episode]:
         queue = deque(plans)
-        active: list[EpisodeRunner] = []
+        active: list[tuple[EpisodeRunner, str]] = []  # each running episode, and the pool its game returns to
         while queue or active:
             started = time.perf_counter()
             while queue and len(active) < self.concurrency:
                 plan = queue.popleft()
                 agents = {role: self.policies[spec] for role, spec in plan.roles.items()}
-                active.append(EpisodeRunner(self._env(plan), agents, plan.seed, plan.id, names=plan.roles,
-                                            sample=plan.sample))
+                runner = EpisodeRunner(self._env(plan), agents, plan.seed, plan.id, names=plan.roles,
+                                       sample=plan.sample)
+                active.append((runner, self._pool_key(plan)))
             groups: dict[int, tuple[Policy, list[tuple[EpisodeRunner, Any]]]] = {}
-            for runner in active:
+            for runner, _ in active:
                 request = runner.pending()
                 if request is None:
                     continue
@@ -199,12 +199,12 @@ class BatchedRollout:
                 for (runner, _), completion in zip(items, completions):
                     runner.submit(completion)
             still = []
-            for runner in active:
+            for runner, pool in active:
                 if runner.done:
-                    self._release(runner)
+                    self._free_envs[pool].append(runner.game)
                     yield runner.episode
                 else:
-                    still.append(runner)
+                    still.append((runner, pool))
             active = still
             self.stats.wall_seconds += time.perf_counter() - started
 

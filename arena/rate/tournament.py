@@ -139,7 +139,15 @@ def outcomes_from(t: Tournament, plans: Sequence[EpisodePlan], pairings: Sequenc
                   episodes: Mapping[str, Episode]) -> Tally:
     """Outcomes of every pairing of every round, in schedule order (ratings never depend on finishing order)."""
     tally = Tally([], {a: 0 for a in t.agents}, {a: 0 for a in t.agents}, {a: {} for a in t.agents})
-    by_id = {p.id: p for p in plans}
+    # the plans of each pairing's set-up, found by their tags (in the order they were made: seat arrangements)
+    seated: dict[tuple, list[EpisodePlan]] = {}
+    teams: dict[tuple, str] = {}
+    for plan in plans:
+        tags = plan.tags
+        if "team" in tags:
+            teams[(tags["game"], tags["round"], tags["team"], tags["k"])] = plan.id
+        else:
+            seated.setdefault((tags["game"], tags["round"], tags["a"], tags["b"], tags["k"]), []).append(plan)
     for plan in plans:  # episodes, failures and per-role scores, once per episode
         e = episodes.get(plan.id)
         if e is None:
@@ -161,18 +169,16 @@ def outcomes_from(t: Tournament, plans: Sequence[EpisodePlan], pairings: Sequenc
             for game in t.games:
                 for k in range(t.schedule.games_per_pairing):
                     if game.mode == "head-to-head":
-                        ids = [f"{game.key}-r{round_no}-{a}-vs-{b}-k{k}-s{s}"
-                               for s in range(len(seat_assignments(game.roles, a, b)))]
-                        for plan_id in ids:
-                            e = episodes.get(plan_id)
+                        for plan in seated.get((game.key, round_no, a, b, k), []):
+                            e = episodes.get(plan.id)
                             if e is None or not e.ok:
                                 continue
-                            seats = by_id[plan_id].roles
+                            seats = plan.roles
                             key = {x: _mean_key(e, [r for r, who in seats.items() if who == x and r in game.roles])
                                    for x in (a, b)}
                             tally.outcomes.append(Outcome(a, b, _compare(key[a], key[b]), game.key))
                     else:
-                        team = {x: episodes.get(f"{game.key}-r{round_no}-team-{x}-k{k}") for x in (a, b)}
+                        team = {x: episodes.get(teams.get((game.key, round_no, x, k), "")) for x in (a, b)}
                         if any(e is None or not e.ok for e in team.values()):
                             continue
                         for role in game.roles:
