@@ -36,6 +36,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import httpx
+
 from agents.base import Completion, Policy, PolicyError, TurnRequest
 from agents.sampling import SamplingConfig
 from agents.secrets import redact, register_secret
@@ -100,8 +102,6 @@ class EndpointPolicy(Policy):
 
     # ------------------------------------------------------------------ async core
     async def _generate_all(self, requests: list[TurnRequest]) -> list[Completion]:
-        import httpx
-
         limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
         semaphore = asyncio.Semaphore(self.concurrency)
         async with httpx.AsyncClient(timeout=httpx.Timeout(self.timeout), limits=limits) as client:
@@ -131,8 +131,6 @@ class EndpointPolicy(Policy):
         return {"Authorization": f"Bearer {key}"} if key else {}
 
     async def _complete(self, client: Any, request: TurnRequest) -> Completion:
-        import httpx
-
         url = f"{self.base_url}/chat/completions"
         last = ""
         for attempt in range(self.retries + 1):

@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
+from transformers.utils import logging as hf_logging
 
 from agents.base import Completion, Policy, PolicyError, TurnRequest
 from agents.chat_format import conversation_tokens
@@ -58,9 +60,6 @@ def check_device(device: str | None) -> None:
 
 def load_chat_model(path: str | Path, dtype: str = "float32", device: str | None = None) -> tuple[Any, Any]:
     """Load a causal LM and its tokenizer (which must have a chat template) from a directory or hub id."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers.utils import logging as hf_logging
-
     hf_logging.disable_progress_bar()  # the CLI draws its own progress
 
     where = str(path)
@@ -358,8 +357,6 @@ class TransformersPolicy(Policy):
         its own part: ``[pad][past][pad][rest]``, the padding masked out and positions counted over real
         tokens, so every row sees exactly what it would see alone.
         """
-        from transformers import DynamicCache
-
         n = len(prompts)
         pasts = list(pasts or [None] * n)
         self.stats.cached_prompt_tokens += sum(p[0] for p in pasts if p is not None)

@@ -12,7 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from agents.base import Policy, PolicyError
+from agents.human import HumanPolicy
+from agents.rule_based import RandomPolicy, ScriptedPolicy
 from agents.sampling import SamplingConfig
+from agents.seed import seed_model_dir
 from games.options import Config, option, suggest
 
 __all__ = ["MODEL_KINDS", "EndpointOptions", "LoadContext", "TransformersOptions", "backend_options", "load",
@@ -125,36 +128,32 @@ def _transformers_options(spec: str, context: LoadContext) -> dict[str, Any]:
 
 def _transformers(spec: str, arg: str, context: LoadContext) -> Policy:
     options = _transformers_options(spec, context)  # checked before the heavy import
-    from agents.hf import TransformersPolicy
+    from agents.hf import TransformersPolicy  # torch and transformers: only when a model is loaded
 
     return TransformersPolicy(spec, arg, context.sampling, **options)
 
 
 def _seed(spec: str, arg: str, context: LoadContext) -> Policy:
     options = _transformers_options(spec, context)
-    from agents.hf import TransformersPolicy
-    from agents.seed import seed_model_dir
+    from agents.hf import TransformersPolicy  # torch and transformers: only when a model is loaded
 
     return TransformersPolicy(spec, seed_model_dir(), context.sampling, **options)
 
 
 def _endpoint(spec: str, arg: str, context: LoadContext) -> Policy:
-    from agents.endpoint import EndpointPolicy, parse_endpoint
+    from agents.endpoint import EndpointPolicy, parse_endpoint  # httpx and asyncio: only for endpoints
 
     model, url = parse_endpoint(arg)
     return EndpointPolicy(spec, model, url, context.sampling, **backend_options(spec, context.options))
 
 
 def _vllm(spec: str, arg: str, context: LoadContext) -> Policy:
-    from agents.vllm_backend import VLLMPolicy
+    from agents.vllm_backend import VLLMPolicy  # the optional vllm extra
 
     return VLLMPolicy(spec, arg, context.sampling, **context.options)
 
 
 def _register_builtins() -> None:
-    from agents.human import HumanPolicy
-    from agents.rule_based import RandomPolicy, ScriptedPolicy
-
     register_policy("scripted", _rule_based(ScriptedPolicy), "the game's rule-based player")
     register_policy("random", _rule_based(RandomPolicy), "random legal-looking or garbage moves")
     register_policy("human", _rule_based(HumanPolicy), "a person at the terminal")

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from games.options import Config, OptionError, option
 
 if TYPE_CHECKING:  # torch is imported where it is used, so `import agents` stays light
-    import torch
+    import torch  # torch only where sampling happens: `import agents` (scenarios, the CLI) stays light
 
 __all__ = ["SamplingConfig", "request_uniforms", "sample_next"]
 
@@ -41,7 +41,7 @@ class SamplingConfig(Config):
 
 def request_uniforms(seeds: list[int], steps: int) -> torch.Tensor:
     """One stream of uniform numbers per request, ``[len(seeds), steps]``, from each request's own seed."""
-    import torch
+    import torch  # torch only where sampling happens: `import agents` (scenarios, the CLI) stays light
 
     out = torch.empty(len(seeds), steps, dtype=torch.float64)
     for row, seed in enumerate(seeds):
@@ -57,7 +57,7 @@ def sample_next(logits: torch.Tensor, uniforms: torch.Tensor, config: SamplingCo
     Returns ``(tokens, logprobs)`` where ``logprobs`` are the sampled tokens' log-probabilities under the
     model's own distribution (temperature 1, no top-p): the policy's log-probabilities for training.
     """
-    import torch
+    import torch  # torch only where sampling happens: `import agents` (scenarios, the CLI) stays light
 
     logits = logits.float()
     logprobs_all = torch.log_softmax(logits, dim=-1)

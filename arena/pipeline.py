@@ -27,13 +27,23 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from arena.config import ScenarioError, read_toml
-from arena.rate.leaderboard import rating_text
+import tomli_w
 
-__all__ = ["run_pipeline", "load_pipeline", "prepare_pipeline"]
+from arena.config import ScenarioError, check_keys, read_toml
+from arena.play.scenario import SelfPlayScenario, selfplay_scenario
+from arena.play.selfplay import run_selfplay
+from arena.rate import leaderboard
+from arena.rate.leaderboard import rating_text
+from arena.rate.scenario import Tournament, tournament_scenario
+from arena.rate.tournament import run_tournament
+from arena.train.algorithms import train, train_scenario
+from arena.train.scenario import TrainScenario
+
+__all__ = ["PipelineSteps", "load_pipeline", "plan_pipeline", "prepare_pipeline", "run_pipeline"]
 
 log = logging.getLogger(__name__)
 TRAINED = "TRAINED"
@@ -48,71 +58,46 @@ def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, An
     return out
 
 
-def _dump_toml(data: Mapping[str, Any]) -> str:
-    """A small TOML writer for the scenario tables this pipeline generates."""
-    def value(v: Any) -> str:
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, (int, float)):
-            return repr(v)
-        if isinstance(v, str):
-            return json.dumps(v)
-        if isinstance(v, (list, tuple)):
-            return "[" + ", ".join(value(x) for x in v) + "]"
-        if isinstance(v, Mapping):
-            return "{ " + ", ".join(f"{json.dumps(k)} = {value(x)}" for k, x in v.items()) + " }"
-        raise ScenarioError(f"cannot write {v!r} to a scenario file")
-
-    lines = [f"{json.dumps(k)} = {value(v)}" for k, v in data.items() if not isinstance(v, Mapping)]
-    for k, v in data.items():
-        if isinstance(v, Mapping):
-            lines.append(f"\n[{json.dumps(k)}]")
-            lines += [f"{json.dumps(kk)} = {value(vv)}" for kk, vv in v.items()]
-    return "\n".join(lines) + "\n"
-
-
 def load_pipeline(path: str | Path) -> dict[str, Any]:
+    """Read a pipeline scenario file and check its top level."""
     path = Path(path)
     data = read_toml(path)
-    known = ["out", *STEPS]
-    for key in data:
-        if key not in known:
-            from games.options import suggest
-
-            raise ScenarioError(f"{path}: unknown section or key {key!r}; expected {', '.join(known)}."
-                                f"{suggest(key, known)}")
+    check_keys(data, ["out", *STEPS], str(path))
     if "train" in data and "scenario" not in data["train"]:
         raise ScenarioError(f"{path} [train]: key 'scenario' (a training scenario file) is required")
     return data
 
 
-def prepare_pipeline(path: str | Path, out: str | None = None, wandb: bool = False) -> tuple[Path, dict[str, Path]]:
-    """Write each step's scenario file under the output directory and check them all, before any step runs:
-    a mistake in the last step must not surface only after the first ones have spent their minutes."""
-    from arena.play.scenario import load_selfplay
-    from arena.rate.tournament import load_tournament
-    from arena.train.algorithms import load_train_scenario
+@dataclass
+class PipelineSteps:
+    """The checked scenario of every step a pipeline runs, and the data each was built from."""
 
+    root: Path
+    data: dict[str, dict[str, Any]]
+    selfplay: SelfPlayScenario | None = None
+    train: TrainScenario | None = None
+    tournament: Tournament | None = None
+
+
+def plan_pipeline(path: str | Path, out: str | None = None, wandb: bool = False) -> PipelineSteps:
+    """Build each step's scenario as data and check them all, before any step runs: a mistake in the last
+    step must not surface only after the first ones have spent their minutes."""
     path = Path(path)
     data = load_pipeline(path)
     root = Path(out or data.get("out") or Path("runs") / path.stem)
-    root.mkdir(parents=True, exist_ok=True)
-    files: dict[str, Path] = {}
+    steps = PipelineSteps(root, {})
     if "selfplay" in data:
-        files["selfplay"] = root / "selfplay.toml"
-        files["selfplay"].write_text(_dump_toml(_merge(data["selfplay"], {"run": {"out": str(root / "selfplay")}})),
-                                     encoding="utf-8")
-        load_selfplay(files["selfplay"])
+        steps.data["selfplay"] = _merge(data["selfplay"], {"run": {"out": str(root / "selfplay")}})
+        steps.selfplay = selfplay_scenario(steps.data["selfplay"], path)
     if "train" in data:
         section = dict(data["train"])
         base_file = (path.parent / section.pop("scenario")).resolve()
         if not base_file.is_file():
             raise ScenarioError(f"{path} [train]: training scenario not found: {base_file}")
         spec = _merge(read_toml(base_file), section)
-        spec = _merge(spec, {"run": {"out": str(root / "train"), "wandb": "offline" if wandb else "disabled"}})
-        files["train"] = root / "train.toml"
-        files["train"].write_text(_dump_toml(spec), encoding="utf-8")
-        load_train_scenario(files["train"])
+        steps.data["train"] = _merge(spec, {"run": {"out": str(root / "train"),
+                                                    "wandb": "offline" if wandb else "disabled"}})
+        steps.train = train_scenario(steps.data["train"], base_file)
     if "tournament" in data:
         spec = dict(data["tournament"])
         agents = {}
@@ -124,34 +109,44 @@ def prepare_pipeline(path: str | Path, out: str | None = None, wandb: bool = Fal
             agents[name] = agent
         spec["agents"] = agents
         spec["run"] = {**dict(spec.get("run") or {}), "out": str(root / "tournament")}
-        files["tournament"] = root / "tournament.toml"
-        files["tournament"].write_text(_dump_toml(spec), encoding="utf-8")
-        load_tournament(files["tournament"])
-    return root, files
+        steps.data["tournament"] = spec
+        steps.tournament = tournament_scenario(spec, path)
+    return steps
+
+
+def prepare_pipeline(path: str | Path, out: str | None = None, wandb: bool = False) -> tuple[Path, dict[str, Path]]:
+    """Check every step (:func:`plan_pipeline`) and record each step's scenario as ``OUT/<step>.toml``, a file
+    that runs that step alone (``arena selfplay OUT/selfplay.toml``, ``arena train OUT/train.toml --resume``)."""
+    steps = plan_pipeline(path, out, wandb)
+    return steps.root, _record(steps)
+
+
+def _record(steps: PipelineSteps) -> dict[str, Path]:
+    steps.root.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for step, data in steps.data.items():
+        files[step] = steps.root / f"{step}.toml"
+        files[step].write_text(tomli_w.dumps(data), encoding="utf-8")
+    return files
 
 
 def run_pipeline(path: str | Path, out: str | None = None, wandb: bool = False,
                  say: Callable[[str, dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Run the steps the scenario names, in order; return what each produced."""
-    from arena.play.scenario import load_selfplay
-    from arena.play.selfplay import run_selfplay
-    from arena.rate import leaderboard
-    from arena.rate.tournament import load_tournament, run_tournament
-    from arena.train.algorithms import load_train_scenario, train
-
-    root, files = prepare_pipeline(path, out, wandb)
+    steps = plan_pipeline(path, out, wandb)
+    files = _record(steps)
+    root = steps.root
     tell = say or (lambda step, info: None)
     results: dict[str, Any] = {"out": str(root), "minutes": {}}
 
-    if "selfplay" in files:
+    if steps.selfplay is not None:
         started = time.perf_counter()
         tell("selfplay", {"scenario": str(files["selfplay"])})
-        results["selfplay"] = run_selfplay(load_selfplay(files["selfplay"])).summary
+        results["selfplay"] = run_selfplay(steps.selfplay).summary
         results["minutes"]["selfplay"] = (time.perf_counter() - started) / 60
 
-    if "train" in files:
+    if steps.train is not None:
         started = time.perf_counter()
-        scenario = load_train_scenario(files["train"])
         resume = (root / "train" / "train.json").is_file()
         if (root / "train" / "final" / "config.json").is_file():
             tell("train", {"skipped": "already trained", "out": str(root / "train")})
@@ -160,13 +155,13 @@ def run_pipeline(path: str | Path, out: str | None = None, wandb: bool = False,
                       "after": evals.get("after")}
         else:
             tell("train", {"scenario": str(files["train"]), "resume": resume})
-            result = train(scenario, resume=resume, wandb=wandb, progress=lambda e, i: tell(f"train/{e}", i))
+            result = train(steps.train, resume=resume, wandb=wandb, progress=lambda e, i: tell(f"train/{e}", i))
         results["train"] = {"before": result["before"], "after": result["after"], "final": result["final"]}
         results["minutes"]["train"] = (time.perf_counter() - started) / 60
 
-    if "tournament" in files:
+    if steps.tournament is not None:
         started = time.perf_counter()
-        t = load_tournament(files["tournament"])
+        t = steps.tournament
         tell("tournament", {"scenario": str(files["tournament"])})
         outcome = run_tournament(t)
         board = leaderboard.build(t, outcome.tally)

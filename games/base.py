@@ -35,19 +35,18 @@ import dataclasses
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
+import gymnasium
 import numpy as np
 from gymnasium import spaces
 from gymnasium.utils import seeding
 from pettingzoo import AECEnv
 
 from games.options import GameOptions
+from games.players import Player
 from games.spaces import AnyText
 from games.text import clean, clip
-
-if TYPE_CHECKING:
-    from games.players import Player
 
 __all__ = ["TextGame", "MoveRecord", "GameResult", "GameError"]
 
@@ -358,9 +357,7 @@ class TextGame(AECEnv):
 
     def render(self) -> str | None:
         if self.render_mode is None:
-            from gymnasium import logger
-
-            logger.warn("render() called without a render_mode; make the game with render_mode='ansi'.")
+            gymnasium.logger.warn("render() called without a render_mode; make the game with render_mode='ansi'.")
             return None
         return self.transcript()
 

@@ -266,7 +266,7 @@ class EpisodeStore:
     def to_parquet(self, path: str | Path) -> Path:
         """Write the episodes to a Parquet file (one row an episode; turns as a list of structs)."""
         try:
-            import pyarrow as pa
+            import pyarrow as pa  # optional (the `data` extra): only for an export
             import pyarrow.parquet as pq
         except ImportError:
             raise StoreError("Parquet export needs pyarrow: pip install pyarrow") from None
@@ -278,7 +278,7 @@ class EpisodeStore:
     def to_dataset(self) -> Any:
         """The episodes as a ``datasets.Dataset``."""
         try:
-            import datasets
+            import datasets  # optional (the `data` extra)
         except ImportError:
             raise StoreError("loading as a Dataset needs the datasets package: pip install datasets") from None
         return datasets.Dataset.from_list(episodes_to_rows(self))

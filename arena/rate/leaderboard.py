@@ -120,7 +120,7 @@ def _md_table(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def _plots(data: dict[str, Any], out: Path) -> list[Path]:
-    import matplotlib
+    import matplotlib  # about half a second to import: only when a plot is drawn
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

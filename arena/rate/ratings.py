@@ -19,7 +19,9 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import networkx as nx
 import numpy as np
+from openskill.models import PlackettLuce
 
 __all__ = ["Outcome", "BTRating", "bradley_terry", "bootstrap", "openskill_ratings", "win_matrix", "win_graph",
            "cycles", "ELO_SCALE"]
@@ -125,8 +127,6 @@ def bootstrap(outcomes: Sequence[Outcome], agents: Sequence[str], samples: int =
 
 def openskill_ratings(outcomes: Sequence[Outcome], agents: Sequence[str]) -> dict[str, dict[str, float]]:
     """OpenSkill (Plackett-Luce) ratings, updated outcome by outcome in the given order."""
-    from openskill.models import PlackettLuce
-
     model = PlackettLuce()
     ratings = {a: model.rating(name=a) for a in agents}
     for o in outcomes:
@@ -147,8 +147,6 @@ def win_matrix(outcomes: Sequence[Outcome], agents: Sequence[str]) -> tuple[np.n
 
 def win_graph(outcomes: Sequence[Outcome], agents: Sequence[str]):
     """A networkx DiGraph with an edge a -> b when a beat b more often than not (weight: the win rate)."""
-    import networkx as nx
-
     rate, games = win_matrix(outcomes, agents)
     graph = nx.DiGraph()
     graph.add_nodes_from(agents)
@@ -161,8 +159,6 @@ def win_graph(outcomes: Sequence[Outcome], agents: Sequence[str]):
 
 def cycles(graph, limit: int = 20) -> list[list[str]]:
     """Non-transitive cycles (a beats b beats c beats a), shortest first, at most ``limit``."""
-    import networkx as nx
-
     found = []
     for cycle in nx.simple_cycles(graph, length_bound=6):
         found.append(cycle)

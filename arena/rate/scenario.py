@@ -15,11 +15,12 @@ from typing import Any
 
 import games
 from agents.sampling import SamplingConfig
-from arena.config import ScenarioError, Section, check_backend, load_plugins, read_toml, run_table
+from arena.config import ScenarioError, Section, check_backend, check_keys, load_plugins, read_toml, run_table
 from arena.play.episode import SCHEMA_VERSION
 from games.options import OptionError, option
 
 __all__ = ["GameEntry", "Tournament", "ScheduleSection", "RatingsSection", "TournamentRunSection", "load_tournament",
+           "tournament_scenario",
            "partner_name"]
 
 _NAME = re.compile(r"^[A-Za-z0-9_.+-]+$")
@@ -155,17 +156,16 @@ def _games(entries: Any, where: str) -> tuple[GameEntry, ...]:
 
 
 def load_tournament(path: str | Path, out: str | None = None) -> Tournament:
-    """Read and check a tournament scenario."""
+    """Read and check a tournament scenario file (``out`` overrides its ``[run] out``)."""
     path = Path(path)
-    data = read_toml(path)
-    where = str(path)
-    known = ["plugins", "agents", "games", "schedule", "ratings", "sampling", "backend", "run"]
-    for key in data:
-        if key not in known:
-            from games.options import suggest
+    return tournament_scenario(read_toml(path), path, out)
 
-            raise ScenarioError(f"{where}: unknown section or key {key!r}; expected {', '.join(known)}."
-                                f"{suggest(key, known)}")
+
+def tournament_scenario(data: Mapping[str, Any], path: Path, out: str | None = None) -> Tournament:
+    """Check a tournament scenario given as data (``path`` names it in errors, anchors relative plugin files and
+    gives the default output directory)."""
+    where = str(path)
+    check_keys(data, ["plugins", "agents", "games", "schedule", "ratings", "sampling", "backend", "run"], where)
     plugins = load_plugins(data, where, path.parent)
     agents = data.get("agents")
     if not isinstance(agents, Mapping) or len(agents) < 2:

@@ -7,12 +7,12 @@
    every scripted role's whole conversation becomes one training sequence.
    Now and then a scripted role "slips" (a random or broken move); the slip
    is never imitated, but what the role does next is, so the model learns to
-   recover when the game rejects a move (arena/seed_data.py).
+   recover when the game rejects a move (arena/seed/data.py).
 2. Tokenizer: byte-level BPE trained on those conversations (digits split).
 3. Model: a LlamaConfig-style decoder trained by next-token prediction on
    the tokens each role wrote (prompts and other roles are masked out).
 4. Evaluation: the trained model plays each game against scripted players;
-   legal-move rates and game metrics go into the model card (arena/seed_card.py).
+   legal-move rates and game metrics go into the model card (arena/seed/card.py).
 
 Everything is seeded, so the same scenario on the same machine rebuilds the
 same model. The training saves ``OUT/checkpoint`` every ``[train] checkpoint_every``
@@ -33,6 +33,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+from transformers.utils import logging as hf_logging
 
 from agents.chat_format import build_tokenizer, conversation_ids
 from arena.config import ScenarioError
@@ -129,9 +131,6 @@ def build_seed_model(scenario: SeedModelScenario, out: str | Path | None = None,
 
 def _build(scenario: SeedModelScenario, out: Path, progress: Callable[[str, dict[str, Any]], None] | None,
            evaluate: bool, resume: bool, scenario_file: str | None) -> dict[str, Any]:
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-    from transformers.utils import logging as hf_logging
-
     hf_logging.disable_progress_bar()
 
     checkpoint = _find_checkpoint(out)

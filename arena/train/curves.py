@@ -13,7 +13,7 @@ PANELS = ("loss", "kl", "entropy", "zero_variance_share", "legal_rate")
 
 def plot_curves(out: str | Path, counts: Collection[str] = ()) -> Path:
     """Draw OUT/curves.png; ``counts`` names the game's metrics that are counts (never drawn as rates)."""
-    import matplotlib
+    import matplotlib  # about half a second to import: only when a plot is drawn
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

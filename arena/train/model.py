@@ -93,7 +93,7 @@ class TrainableModel:
         self.lora = lora
         if lora is not None:
             try:
-                from peft import LoraConfig, get_peft_model
+                from peft import LoraConfig, get_peft_model  # optional (the `lora` extra)
             except ImportError:
                 raise RuntimeError("LoRA needs peft: pip install peft") from None
             modules = [m for m in lora.target_modules if any(n.endswith(m) for n, _ in model.named_modules())]
