@@ -36,7 +36,8 @@ from agents.sampling import SamplingConfig
 from arena.config import ScenarioError, Section, check_backend, check_keys, load_plugins, read_toml, run_table
 from games.options import OptionError, option, suggest
 
-__all__ = ["GameSection", "RunSection", "SelfPlayScenario", "load_selfplay", "resolve_roles", "selfplay_scenario"]
+__all__ = ["GameSection", "SelfPlayRunSection", "SelfPlayScenario", "load_selfplay", "resolve_roles",
+           "selfplay_scenario"]
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ class GameSection(Section):
 
 
 @dataclass(frozen=True)
-class RunSection(Section):
+class SelfPlayRunSection(Section):
     episodes: int = option(64, "episodes to play", min=1)
     concurrency: int = option(16, "episodes played at once (their turns are batched)", min=1, max=4096)
     seed: int = option(0, "run seed: episode i gets a seed derived from (seed, i)", min=0)
@@ -91,7 +92,7 @@ class SelfPlayScenario:
     roles: dict[str, str]
     sampling: SamplingConfig
     backend: dict[str, Any]
-    run: RunSection
+    run: SelfPlayRunSection
     plugins: tuple[str, ...]
 
     @property
@@ -118,7 +119,7 @@ def selfplay_scenario(data: Mapping[str, Any], path: Path, overrides: Mapping[st
         agents = data.get("agents")
         if not isinstance(agents, Mapping) or not agents:
             raise ScenarioError(f"{where}: an [agents] section is required (role = \"spec\" or all = \"spec\")")
-        run = RunSection.from_mapping(run_table(data, overrides), source=f"{where} [run]")
+        run = SelfPlayRunSection.from_mapping(run_table(data, overrides), source=f"{where} [run]")
         sampling = SamplingConfig.from_mapping(data.get("sampling"), where=f"{where} [sampling]")
     except OptionError as err:
         raise ScenarioError(str(err)) from None

@@ -18,7 +18,7 @@ from agents.rule_based import ScriptedPolicy
 from agents.sampling import SamplingConfig
 from arena.play.batched import BatchedRollout, make_plans
 from arena.play.summary import summarise
-from arena.seed.scenario import EvalSection
+from arena.seed.scenario import SeedEvalSection
 
 __all__ = ["Seat", "EVAL_SEATS", "LEGAL_BAR", "evaluate_model", "in_data", "model_card"]
 
@@ -56,7 +56,7 @@ EVAL_SEATS: tuple[Seat, ...] = (
 LEGAL_BAR = 0.9
 
 
-def evaluate_model(path: str | Path, section: EvalSection, seats=EVAL_SEATS,
+def evaluate_model(path: str | Path, section: SeedEvalSection, seats=EVAL_SEATS,
                    data: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Play the model against scripted players in each seat; legal-move rate and metrics per seat.
 

@@ -12,7 +12,7 @@ from arena.config import ScenarioError, Section, read_toml
 from arena.seed.data import DataSection
 from games.options import Config, option
 
-__all__ = ["EvalSection", "ModelSection", "SeedModelScenario", "TokenizerSection", "TrainSection",
+__all__ = ["SeedEvalSection", "ModelSection", "SeedModelScenario", "TokenizerSection", "TrainSection",
            "load_seed_scenario"]
 
 
@@ -54,7 +54,7 @@ class TrainSection(Section):
 
 
 @dataclass(frozen=True)
-class EvalSection(Section):
+class SeedEvalSection(Section):
     episodes: int = option(60, "evaluation episodes per game and seat", min=1)
     seed: int = option(10_000, "evaluation seed (held out from the training seeds)", min=0)
     temperature: float = option(1.0, "sampling temperature during evaluation", min=0)
@@ -67,7 +67,7 @@ class SeedModelScenario(Config):
     tokenizer: TokenizerSection = option(TokenizerSection(), "tokenizer")
     model: ModelSection = option(ModelSection(), "model shape")
     train: TrainSection = option(TrainSection(), "optimisation")
-    eval: EvalSection = option(EvalSection(), "evaluation against scripted players")
+    eval: SeedEvalSection = option(SeedEvalSection(), "evaluation against scripted players")
     out: str = option("agents/seed_model", "where to save the model (save_pretrained format)")
 
 

@@ -56,7 +56,7 @@ POLICY = "policy"
 
 
 @dataclass(frozen=True)
-class EvalSection(Section):
+class TrainEvalSection(Section):
     episodes: int = option(64, "held-out episodes per evaluation seat", min=1)
     seed: int = option(1_000_000, "seed of the held-out episodes (keep it apart from the run seed)", min=0)
     every: int = option(10, "evaluate every N iterations or rounds (0: only before and after)", min=0)
@@ -65,7 +65,7 @@ class EvalSection(Section):
 
 
 @dataclass(frozen=True)
-class RunSection(Section):
+class TrainRunSection(Section):
     seed: int = option(0, "run seed: rollouts, shuffling and initialisation", min=0)
     out: str = option("", "output directory (default: runs/<scenario name>)")
     checkpoint_every: int = option(10, "save a resumable checkpoint every N iterations", min=1)
@@ -91,8 +91,8 @@ class TrainScenario:
     algorithm_config: dict[str, Any]
     data: tuple[str, ...]
     sampling: SamplingConfig
-    eval: EvalSection
-    run: RunSection
+    eval: TrainEvalSection
+    run: TrainRunSection
     plugins: tuple[str, ...]
 
     @property
@@ -182,8 +182,8 @@ def parse_train_scenario(data: dict[str, Any], path: Path, configs: Mapping[str,
     try:
         configs[name].from_mapping(algorithm, source=f"{where} [algorithm]")
         sampling = SamplingConfig.from_mapping(data.get("sampling"), where=f"{where} [sampling]")
-        evaluation = EvalSection.from_mapping(data.get("eval"), source=f"{where} [eval]")
-        run = RunSection.from_mapping(run_table(data, {"out": out}), source=f"{where} [run]")
+        evaluation = TrainEvalSection.from_mapping(data.get("eval"), source=f"{where} [eval]")
+        run = TrainRunSection.from_mapping(run_table(data, {"out": out}), source=f"{where} [run]")
     except OptionError as err:
         raise ScenarioError(str(err)) from None
     data_section = dict(data.get("data") or {})
