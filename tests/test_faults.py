@@ -78,6 +78,23 @@ def test_a_server_that_echoes_the_key_leaks_it_nowhere(tmp_path):
             assert SECRET.encode() not in file.read_bytes(), file
 
 
+def test_a_key_already_in_an_old_store_is_not_shown_or_exported(tmp_path):
+    from arena.play.episode import Episode
+
+    out = tmp_path / "old"
+    out.mkdir()
+    leaked = Episode("e0", "refine-v0", {}, 0, {"solver": "x"}, {}, status="failed",
+                     error=f'HTTP 401: {{"got": "Bearer {SECRET}"}}')
+    (out / "episodes.jsonl").write_text(json.dumps(leaked.to_dict()) + "\n")  # as written before redaction
+    replayed = arena("replay", str(out))
+    exported = arena("export", str(out), str(tmp_path / "old.parquet"))
+    assert replayed.returncode == 0 and exported.returncode == 0, replayed.stderr + exported.stderr
+    assert SECRET not in replayed.stdout + replayed.stderr and "[REDACTED]" in replayed.stdout
+    pq = pytest.importorskip("pyarrow.parquet", reason="the export needs pyarrow (the dev extra has it)")
+    assert "[REDACTED]" in pq.read_table(tmp_path / "old.parquet").column("error")[0].as_py()
+    assert SECRET not in str(pq.read_table(tmp_path / "old.parquet").to_pylist())
+
+
 def test_a_server_that_trickles_bytes_meets_the_deadline(tmp_path):
     def trickle(handler, request):
         handler.send_response(200)

@@ -16,6 +16,7 @@ from rich.rule import Rule
 from rich.table import Table
 from rich.text import Text
 
+from agents.secrets import redact
 from arena.play.episode import Episode, TurnRecord
 from games.registry import GameSpec
 from games.text import printable
@@ -82,7 +83,9 @@ def observation_line(role: str, text: str, roles: Iterable[str]) -> Text:
 def result_panel(episode: Episode) -> Panel:
     """The end of an episode: summary, scores and metrics."""
     if not episode.ok:
-        return Panel(Text(f"Episode failed: {printable(episode.error)}"), title="failed", border_style="red")
+        # redacted again here: a store written before redaction existed may hold a key in an error
+        return Panel(Text(f"Episode failed: {printable(redact(episode.error or ''))}"), title="failed",
+                     border_style="red")
     scores = Table(show_header=True, box=None)
     scores.add_column("role")
     scores.add_column("agent")

@@ -285,10 +285,12 @@ class EpisodeStore:
 
 
 def episodes_to_rows(episodes: Iterable[Episode]) -> list[dict[str, Any]]:
-    """Flat, columnar-friendly rows: options, roles, scores and metrics as JSON text; turns kept as records."""
+    """Flat, columnar-friendly rows: options, roles, scores and metrics as JSON text; turns kept as records.
+    Errors are redacted again (a store written before redaction existed may hold a key in one)."""
     rows = []
     for e in episodes:
         d = e.to_dict()
+        d["error"] = redact(d["error"]) if d["error"] else d["error"]
         for key in ("options", "roles", "briefs", "scores", "metrics"):
             d[key] = json.dumps(d[key], sort_keys=True)
         for turn in d["turns"]:
