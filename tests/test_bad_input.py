@@ -80,6 +80,17 @@ def failed_store(tmp: Path) -> str:
                                   {}, status="failed", error="HTTP 500", failed_role="player_0") for i in range(3)])
 
 
+def equal_store(tmp: Path) -> str:
+    """Finished episodes whose sides all scored the same: above-mean keeps none of them."""
+    from arena.play.episode import TurnRecord
+
+    roles = {"player_0": "scripted", "player_1": "scripted"}
+    return store_of(tmp, [Episode(f"e{i}", "negotiation-v0", {}, i, roles, {r: "brief" for r in roles},
+                                  turns=[TurnRecord(0, "player_0", "scripted", "Items: 1 book", "[propose] (1 book)",
+                                                    True)], scores={"player_0": 1.0, "player_1": 1.0})
+                          for i in range(3)])
+
+
 def non_utf8(tmp: Path) -> str:
     path = tmp / "latin1.toml"
     path.write_bytes('[game]\nid = "negotiation-v0" # café\n'.encode("latin-1"))
@@ -134,6 +145,9 @@ CASES = [
     ("filtered BC on another game's episodes",
      lambda t, m: (["train", train_file(t, m, f'[data]\nepisodes = ["{refine_store(t)}"]'), "--out",
                     str(t / "bc")], {}), 2, "episodes of refine-v0, but the scenario trains negotiation-v0"),
+    ("filtered BC whose filter keeps no side",
+     lambda t, m: (["train", train_file(t, m, f'[data]\nepisodes = ["{equal_store(t)}"]'), "--out",
+                    str(t / "bc")], {}), 2, "keeps none of the 3 sides in [data] episodes"),
     ("filtered BC where every episode failed",
      lambda t, m: (["train", train_file(t, m, f'[data]\nepisodes = ["{failed_store(t)}"]'), "--out",
                     str(t / "bc")], {}), 1, "every one of the 3 episodes failed"),

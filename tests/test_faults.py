@@ -277,8 +277,11 @@ iterations = 1
 [run]
 wandb = "disabled"
 """)
+        tournament = tmp_path / "t.toml"
+        tournament.write_text('[agents]\na = "scripted"\nb = "random"\n[[games]]\nid = "negotiation-v0"\n')
         for args in (["train", str(train), "--out", str(out)],
-                     ["selfplay", str(scenario(tmp_path, "scripted")), "--out", str(out)]):
+                     ["selfplay", str(scenario(tmp_path, "scripted")), "--out", str(out)],
+                     ["tournament", str(tournament), "--out", str(out)]):
             result = arena(*args)
             assert result.returncode == 2, result.stderr
             assert f"another process (PID {holder.pid}) is writing" in one_error_line(result)
@@ -360,17 +363,19 @@ wandb = "disabled"
 
 
 # ----------------------------------------------------------------------------------------------- signals
-def test_ctrl_c_says_what_was_saved_and_how_to_resume(tmp_path):
-    path = scenario(tmp_path, "scripted", episodes=10**20, name="endless")  # plans are made lazily
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "kill"])
+def test_ctrl_c_says_what_was_saved_and_how_to_resume(tmp_path, signum):
+    path = scenario(tmp_path, "scripted", name="endless")
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "arena", "selfplay", str(path), "--out", str(out)], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-m", "arena", "selfplay", str(path), "--out", str(out),
+                             "--episodes", "99999999999999999999"],  # plans are made lazily: it starts at once
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 60
     store = out / "episodes.jsonl"
     while time.time() < deadline and not (store.is_file() and store.read_bytes().count(b"\n") >= 20):
         time.sleep(0.1)
     assert time.time() < deadline, "an endless run must start at once"
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr[-2000:]
     assert "Traceback" not in stdout + stderr
@@ -415,3 +420,28 @@ def test_control_characters_from_moves_never_reach_the_terminal(tmp_path):
     rated = arena("tournament", str(tournament), "--out", str(tmp_path / "t"))  # agent names are checked
     assert rated.returncode == 2 and "evil\\x1b[31m" in one_error_line(rated)
     assert _clean(rated.stdout + rated.stderr)
+
+
+# ----------------------------------------------------------------------------------------------- the boundary
+def test_every_answer_is_checked_once_at_the_boundary():
+    from agents.base import Completion, checked_completion
+
+    assert "text of type int" in checked_completion(Completion(text=12345), "x").error  # type: ignore[arg-type]
+    assert "not a list of integers" in checked_completion(Completion(text="a", token_ids=[1, "2"]), "x").error
+    dropped = checked_completion(Completion(text="a", token_ids=[1, 2], logprobs=[-0.1, float("-inf")]), "x")
+    assert dropped.error is None and dropped.logprobs is None and "finite" in dropped.info["logprobs_dropped"]
+    misaligned = checked_completion(Completion(text="a", token_ids=[1, 2], logprobs=[-0.1]), "x")
+    assert misaligned.logprobs is None and misaligned.token_ids == [1, 2]
+    assert "[REDACTED]" in checked_completion(Completion(text="", error=f"Bearer {SECRET}"), "x").error
+    assert "not a Completion" in checked_completion("text", "x").error  # type: ignore[arg-type]
+
+
+def test_the_store_refuses_what_its_readers_could_not_read(tmp_path):
+    from arena.play.episode import Episode
+    from arena.play.store import StoreError
+
+    with EpisodeStore(tmp_path).open() as store:
+        with pytest.raises(StoreError, match="episode 'nan' was not stored: its readers could not read it back"):
+            store.append(Episode("nan", "refine-v0", {}, 0, {"solver": "x"}, {}, scores={"solver": float("nan")}))
+        store.append(Episode("fine", "refine-v0", {}, 1, {"solver": "x"}, {}, scores={"solver": 1.0}))
+    assert [e.id for e in EpisodeStore(tmp_path)] == ["fine"], "what was refused never reached the file"

@@ -78,9 +78,13 @@ def run(session: TrainingSession, config: FilteredBCConfig, state: dict[str, Any
     stored = [e for path in session.scenario.data for e in read_episodes(path)]
     if stored:
         session.check_episodes(stored, "[data] episodes")
-        if not session.sequences(stored):
+        sides = session.sequences(stored)
+        if not sides:
             raise TrainError(f"[data] episodes: none of the {len(stored)} episodes has a finished side of "
                              f"{', '.join(session.scenario.trained_roles)} that fits the model to learn from")
+        if not select(sides, config.filter, config.top_fraction):
+            raise TrainError(f"the filter {config.filter!r} keeps none of the {len(sides)} sides in [data] "
+                             "episodes (every side scored the same?); choose another [algorithm] filter")
     optimizer = session.optimizer(config.learning_rate, state)
     session.evaluate_before()
     for round_no in range(session.iteration + 1, config.rounds + 1):
@@ -90,9 +94,6 @@ def run(session: TrainingSession, config: FilteredBCConfig, state: dict[str, Any
         seqs = session.sequences(episodes)
         session.check_episodes(episodes, f"round {round_no}")
         kept = select(seqs, config.filter, config.top_fraction, by_setup=config.group_size > 1 and not stored)
-        if not kept and stored:
-            raise TrainError(f"the filter {config.filter!r} keeps none of the {len(seqs)} sides in [data] episodes "
-                             "(every side scored the same?); choose another [algorithm] filter")
         metrics: dict[str, Any] = {"kept": float(len(kept)), "sides": float(len(seqs))}
         rng = np.random.default_rng([session.scenario.run.seed, round_no])
         steps = 0
