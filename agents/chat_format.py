@@ -15,7 +15,11 @@ from typing import Any
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
-__all__ = ["CHAT_TEMPLATE", "SPECIAL_TOKENS", "build_tokenizer", "conversation_ids", "conversation_tokens"]
+__all__ = ["CHAT_TEMPLATE", "END_OF_TURN", "SPECIAL_TOKENS", "ChatPrompts", "build_tokenizer", "conversation_ids",
+           "conversation_tokens"]
+
+#: Tokens that end an assistant turn in common chat templates (the seed model's, Llama 3's, ChatML, Gemma).
+END_OF_TURN = ("<|end|>", "<|eot_id|>", "<|im_end|>", "<|endoftext|>", "</s>", "<end_of_turn>")
 
 SPECIAL_TOKENS = ("<|pad|>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>")
 CHAT_TEMPLATE = (
@@ -125,3 +129,54 @@ def _text_fallback(tokenizer: Any, messages: Sequence[dict[str, str]], prompt: b
                    ) -> tuple[list[int], list[tuple[int, int]], bool]:
     ids = _encode(tokenizer, _render(tokenizer, messages, prompt))
     return ids, [], False
+
+
+class ChatPrompts:
+    """What every model backend does with one tokenizer: a role's chat as prompt ids (earlier turns as the
+    exact ids that were sampled), the ids that end a turn, and a completion's text.
+
+    ``extra_eos``: end ids the model's generation config adds to the tokenizer's own.
+    """
+
+    def __init__(self, tokenizer: Any, extra_eos: int | Sequence[int] | None = None):
+        self.tokenizer = tokenizer
+        self.special = [t for t in tokenizer.all_special_tokens if t] + [
+            t.content for t in getattr(tokenizer, "added_tokens_decoder", {}).values() if getattr(t, "special", False)
+        ]
+        eos = tokenizer.eos_token_id
+        self.end_ids = [int(eos)] if eos is not None else []
+        stop = set(self.end_ids)
+        for e in extra_eos if isinstance(extra_eos, (list, tuple)) else [extra_eos]:
+            if e is not None:
+                stop.add(int(e))
+        vocab = tokenizer.get_vocab()
+        stop.update(vocab[t] for t in END_OF_TURN if t in vocab)
+        self.stop_ids = stop
+
+    def clean(self, text: str) -> str:
+        """Game text must not smuggle in control tokens (a player typing '<|end|>')."""
+        for token in self.special:
+            if token in text:
+                text = text.replace(token, "")
+        return text
+
+    def encode(self, messages: Sequence[Mapping[str, str]], history_ids: Sequence[Sequence[int] | None] | None = None
+               ) -> tuple[list[int], bool]:
+        """The prompt ids of a chat, ending with the assistant's generation prompt, and whether they are exact.
+
+        With ``history_ids`` (the ids sampled at the role's earlier turns) those turns enter the prompt as
+        exactly those ids (:func:`conversation_tokens`): no token drift. ``exact`` is False when the template
+        is not incremental and earlier turns had to be re-tokenised.
+        """
+        safe = [{"role": m["role"], "content": self.clean(m["content"])} for m in messages]
+        if history_ids:
+            ids, _, exact = conversation_tokens(self.tokenizer, safe, history_ids, self.end_ids)
+            return ids, exact
+        text = self.tokenizer.apply_chat_template(safe, tokenize=False, add_generation_prompt=True)
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"], True
+
+    def text(self, ids: Sequence[int]) -> str:
+        """A completion's text: its ids without the token that ended the turn, special tokens dropped."""
+        body = list(ids[:-1]) if ids and ids[-1] in self.stop_ids else list(ids)
+        return self.tokenizer.decode(body, skip_special_tokens=True)
+

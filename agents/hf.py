@@ -30,16 +30,12 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 from transformers.utils import logging as hf_logging
 
 from agents.base import Completion, Policy, PolicyError, TurnRequest
-from agents.chat_format import conversation_tokens
+from agents.chat_format import ChatPrompts
 from agents.sampling import SamplingConfig, request_uniforms, sample_next
 
 __all__ = ["TransformersPolicy", "load_chat_model", "GenerationStats", "TurnCache", "logits_keep_keyword"]
 
 log = logging.getLogger(__name__)
-
-#: Token strings that end an assistant turn in common chat templates.
-END_OF_TURN = ("<|end|>", "<|eot_id|>", "<|im_end|>", "<|endoftext|>", "</s>", "<end_of_turn>")
-
 
 DTYPES = ("float32", "bfloat16", "float16")
 
@@ -193,58 +189,31 @@ class TransformersPolicy(Policy):
         self.max_batch_size = max_batch_size
         self.share_prefix = share_prefix
         self.max_length = int(getattr(model.config, "max_position_embeddings", 2048) or 2048)
-        self.stop_ids = self._stop_ids()
+        self.prompts = ChatPrompts(tokenizer, getattr(getattr(model, "generation_config", None), "eos_token_id", None))
+        self.stop_ids = self.prompts.stop_ids
         self.pad_id = tokenizer.pad_token_id
-        self._special = [t for t in tokenizer.all_special_tokens if t] + [
-            t.content for t in getattr(tokenizer, "added_tokens_decoder", {}).values() if getattr(t, "special", False)
-        ]
         self.stats = GenerationStats()
         self._warned_truncation = False
         self._warned_drift = False
-        eos = tokenizer.eos_token_id
-        self.end_ids = [int(eos)] if eos is not None else []
+        self.end_ids = self.prompts.end_ids
         self._cache_key = _cache_keyword(model)
         self._last_only = logits_keep_keyword(model)
         if episode_cache_mb < 0:
             raise PolicyError(f"episode_cache_mb must be 0 (off) or more, not {episode_cache_mb}")
         self.turn_cache = TurnCache(model, int(episode_cache_mb * 2**20)) if episode_cache_mb > 0 else None
 
-    def _stop_ids(self) -> set[int]:
-        ids = set()
-        eos = self.tokenizer.eos_token_id
-        if eos is not None:
-            ids.add(int(eos))
-        config_eos = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
-        for e in config_eos if isinstance(config_eos, (list, tuple)) else [config_eos]:
-            if e is not None:
-                ids.add(int(e))
-        vocab = self.tokenizer.get_vocab()
-        ids.update(vocab[t] for t in END_OF_TURN if t in vocab)
-        return ids
-
     # ------------------------------------------------------------------ prompts
-    def _clean(self, text: str) -> str:
-        """Game text must not smuggle in control tokens (a player typing '<|end|>')."""
-        for token in self._special:
-            if token in text:
-                text = text.replace(token, "")
-        return text
-
     def encode(self, messages: list[dict[str, str]], history_ids: list[list[int] | None] | None = None) -> list[int]:
         """The prompt token ids of a chat, ending with the assistant's generation prompt.
 
         With ``history_ids`` (the ids sampled at the role's earlier turns) those turns enter the prompt
         as exactly those ids (see :func:`agents.chat_format.conversation_tokens`): no token drift.
         """
-        safe = [{"role": m["role"], "content": self._clean(m["content"])} for m in messages]
-        if history_ids:
-            ids, _, exact = conversation_tokens(self.tokenizer, safe, history_ids, self.end_ids)
-            if not exact and not self._warned_drift:
-                log.warning("%s: the chat template is not incremental; earlier turns are re-tokenised", self.spec)
-                self._warned_drift = True
-            return ids
-        text = self.tokenizer.apply_chat_template(safe, tokenize=False, add_generation_prompt=True)
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        ids, exact = self.prompts.encode(messages, history_ids)
+        if not exact and not self._warned_drift:
+            log.warning("%s: the chat template is not incremental; earlier turns are re-tokenised", self.spec)
+            self._warned_drift = True
+        return ids
 
     def _fit(self, ids: list[int]) -> list[int]:
         room = self.max_length - self.sampling.max_new_tokens
@@ -285,9 +254,8 @@ class TransformersPolicy(Policy):
             self.turn_cache.forget(episode)
 
     def _completion(self, ids: list[int], logprobs: list[float], reason: str, prompt: list[int]) -> Completion:
-        body = ids[:-1] if ids and ids[-1] in self.stop_ids else ids
-        text = self.tokenizer.decode(body, skip_special_tokens=True)
-        return Completion(text=text, token_ids=ids, logprobs=logprobs, prompt_token_ids=prompt, finish_reason=reason)
+        return Completion(text=self.prompts.text(ids), token_ids=ids, logprobs=logprobs, prompt_token_ids=prompt,
+                          finish_reason=reason)
 
     #: A batch's common prefix is run once and shared only when it is at least this many tokens.
     MIN_SHARED_PREFIX = 16

@@ -18,8 +18,8 @@ from agents.sampling import SamplingConfig
 from agents.seed import seed_model_dir
 from games.options import Config, option, suggest
 
-__all__ = ["MODEL_KINDS", "EndpointOptions", "LoadContext", "TransformersOptions", "backend_options", "load",
-           "register_policy", "policy_kinds", "parse_spec"]
+__all__ = ["MODEL_KINDS", "EndpointOptions", "LoadContext", "TransformersOptions", "VLLMOptions", "backend_options",
+           "load", "register_policy", "policy_kinds", "parse_spec"]
 
 PolicyFactory = Callable[[str, str, "LoadContext"], Policy]
 _FACTORIES: dict[str, tuple[PolicyFactory, str, bool]] = {}  # name -> (factory, help, takes an argument)
@@ -62,6 +62,24 @@ class EndpointOptions(Config):
     api_key_env: str = option("OPENAI_API_KEY", "the environment variable holding the API key")
     logprobs: bool = option(False, "ask the server for log-probabilities")
     send_seed: bool = option(True, "send each turn's seed (servers that honour it sample reproducibly)")
+
+
+@dataclass(frozen=True)
+class VLLMOptions(Config):
+    """``[backend]`` keys of ``vllm:PATH`` agents (vLLM's engine arguments of the same names)."""
+
+    _noun: ClassVar[str] = "[backend] key"
+    dtype: str = option("auto", "the weights' dtype (auto: the model's; float32 on a CPU for exact comparisons)",
+                        choices=("auto", "float32", "bfloat16", "float16"))
+    gpu_memory_utilization: float = option(0.0, "share of the GPU's memory (on a CPU build: of the machine's) "
+                                           "the engine may take; 0: 0.9 on a GPU, 0.3 on a CPU", min=0.0, max=1.0)
+    kv_cache_gb: float = option(1.0, "CPU build only: GiB of memory for the KV cache (VLLM_CPU_KVCACHE_SPACE)",
+                                min=0.0)
+    max_model_len: int = option(0, "longest prompt plus completion in tokens (0: the model's context)", min=0)
+    max_num_seqs: int = option(256, "sequences the engine runs at once", min=1)
+    enforce_eager: bool = option(True, "no CUDA graphs or torch.compile: fast start; false on a GPU for speed")
+    enable_prefix_caching: bool = option(True, "reuse the KV cache of shared prompt prefixes")
+    tensor_parallel_size: int = option(1, "GPUs one model is split over", min=1)
 
 
 def register_policy(name: str, factory: PolicyFactory, help: str, takes_argument: bool = False,
@@ -148,9 +166,10 @@ def _endpoint(spec: str, arg: str, context: LoadContext) -> Policy:
 
 
 def _vllm(spec: str, arg: str, context: LoadContext) -> Policy:
+    options = backend_options(spec, context.options)  # checked before the heavy import
     from agents.vllm_backend import VLLMPolicy  # the optional vllm extra
 
-    return VLLMPolicy(spec, arg, context.sampling, **context.options)
+    return VLLMPolicy(spec, arg, context.sampling, **options)
 
 
 def _register_builtins() -> None:
@@ -163,7 +182,8 @@ def _register_builtins() -> None:
                     options=TransformersOptions)
     register_policy("openai", _endpoint, "an OpenAI-compatible chat endpoint: openai:MODEL@BASE_URL", True,
                     options=EndpointOptions)
-    register_policy("vllm", _vllm, "a vLLM engine on a GPU (optional extra 'vllm'): vllm:PATH", True)
+    register_policy("vllm", _vllm, "a vLLM engine (extra 'vllm' on a GPU, 'vllm-cpu' on a CPU): vllm:PATH", True,
+                    options=VLLMOptions)
 
 
 _register_builtins()

