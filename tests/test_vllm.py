@@ -7,7 +7,9 @@ One engine is started for the module (about 10-25 s on 2 cores).
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -108,3 +110,60 @@ def test_engine_log_probabilities_match_the_models_own(engine):
             start = len(out.prompt_token_ids) - 1
             gaps += [abs(float(own[start + k, t]) - lp) for k, (t, lp) in enumerate(zip(out.token_ids, out.logprobs))]
     assert sum(gaps) / len(gaps) < 1e-4 and max(gaps) < 1e-3, (sum(gaps) / len(gaps), max(gaps))
+
+
+TRAIN_ON_VLLM = """
+[model]
+init = "seed"
+[game]
+id = "therapy-v0"
+options = { guidance = "none", exchanges = 2, max_extra_exchanges = 0, max_treatment_tries = 1 }
+[roles]
+therapist = "policy"
+patient = "scripted"
+[algorithm]
+name = "pg"
+estimator = "rloo"
+iterations = 2
+groups = 4
+group_size = 2
+learning_rate = 1e-3
+[sampling]
+max_new_tokens = 64
+[eval]
+episodes = 4
+every = 0
+[rollout]
+engine = "vllm"
+vllm = { dtype = "float32" }
+[run]
+wandb = "disabled"
+checkpoint_every = 2
+concurrency = 8
+"""
+
+
+def _train_on_vllm(tmp_path, name):
+    from arena.train.algorithms import load_train_scenario, train
+
+    path = tmp_path / f"{name}.toml"
+    path.write_text(TRAIN_ON_VLLM)
+    result = train(load_train_scenario(path, out=str(tmp_path / name)), wandb=False)
+    rows = [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+    return result, rows
+
+
+@needs_vllm
+def test_training_samples_from_vllm_and_pushes_every_update(tmp_path, monkeypatch):
+    """Right after each push the engine's log-probabilities are the trainer's (fp32 on a CPU); with the pushes
+    after the first skipped, the gap is an update's size: the measurement catches a sync that failed."""
+    from arena.train.engine import VLLMRollouts
+
+    result, rows = _train_on_vllm(tmp_path, "synced")
+    assert [r["iteration"] for r in rows] == [1, 2] and Path(result["final"]).is_dir()
+    assert all(r["engine_logprob_diff"] < 1e-3 and r["engine_ratio_outliers"] == 0.0 for r in rows), rows
+    follow = VLLMRollouts.follow
+    monkeypatch.setattr(VLLMRollouts, "follow", lambda self, model: follow(self, model) if not self.pushes else False)
+    _, stale = _train_on_vllm(tmp_path, "stale")
+    assert stale[0]["engine_logprob_diff"] < 1e-3, "the first iteration plays the weights the engine has"
+    assert stale[-1]["engine_logprob_diff"] > 100 * max(r["engine_logprob_diff"] for r in rows), (rows, stale)

@@ -93,8 +93,9 @@ def run(session: TrainingSession, config: FilteredBCConfig, state: dict[str, Any
         episodes = stored or session.play(session.plans(round_no, setups, config.group_size))
         seqs = session.sequences(episodes)
         session.check_episodes(episodes, f"round {round_no}")
+        gap = {} if stored else session.engine_gap(seqs)
         kept = select(seqs, config.filter, config.top_fraction, by_setup=config.group_size > 1 and not stored)
-        metrics: dict[str, Any] = {"kept": float(len(kept)), "sides": float(len(seqs))}
+        metrics: dict[str, Any] = {"kept": float(len(kept)), "sides": float(len(seqs)), **gap}
         rng = np.random.default_rng([session.scenario.run.seed, round_no])
         steps = 0
         for _ in range(config.epochs):

@@ -43,6 +43,8 @@ class RoleSequence:
     exact: bool  # True when every span is the sampled ids
     advantages: list[float] = field(default_factory=list)  # set by the algorithm, one per span
     kl_weights: list[float] = field(default_factory=list)  # per-span KL coefficient multipliers (SCoRe)
+    #: the log-probabilities the sampler reported for each span's tokens (None for a span without them)
+    sampled_logprobs: list[list[float] | None] = field(default_factory=list)
 
     @property
     def group(self) -> tuple[str, int]:
@@ -88,7 +90,8 @@ def role_sequences(episode: Episode, roles: Iterable[str], tokenizer: Any, end_i
             continue
         rewards = [t.reward for t in turns]
         out.append(RoleSequence(episode.id, episode.game, role, episode.seed, ids, spans, rewards,
-                                returns_to_go(rewards, gamma), float(episode.scores.get(role, 0.0)), exact))
+                                returns_to_go(rewards, gamma), float(episode.scores.get(role, 0.0)), exact,
+                                sampled_logprobs=[t.logprobs if exact else None for t in turns]))
     return out
 
 

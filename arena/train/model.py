@@ -114,6 +114,19 @@ class TrainableModel:
         # transformers' keyword for computing logits at given positions only (older releases lack a tensor form)
         self._keep_keyword = "logits_to_keep" if logits_keep_keyword(model) == "logits_to_keep" else None
 
+    def merged_weights(self) -> list[tuple[str, torch.Tensor]]:
+        """The weights as a plain model of the starting architecture names them (LoRA adapters merged in), for
+        a rollout engine to load."""
+        if self.lora is None:
+            return [(name, t.detach()) for name, t in self.model.state_dict().items()]
+        self.model.merge_adapter()
+        try:
+            weights = [(name.replace(".base_layer.", "."), t.detach().clone())
+                       for name, t in self.model.get_base_model().state_dict().items() if ".lora_" not in name]
+        finally:
+            self.model.unmerge_adapter()
+        return weights
+
     @property
     def end_ids(self) -> list[int]:
         return self.policy.end_ids

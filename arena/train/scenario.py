@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import games
+from agents.registry import backend_options
 from agents.sampling import SamplingConfig
 from arena.config import ScenarioError, Section, load_plugins, run_table, set_value
 from arena.train.model import LoraSettings
@@ -80,6 +81,18 @@ class TrainRunSection(Section):
 
 
 @dataclass(frozen=True)
+class TrainRolloutSection(Section):
+    engine: str = option("hf", "what samples the trained roles' moves: hf (the trained module itself) or vllm (a vLLM "
+                         "engine in this process that receives the new weights after every update)",
+                         choices=("hf", "vllm"))
+    vllm: dict[str, Any] = option({}, "the vLLM engine's keys, as the [backend] of a vllm: agent (e.g. "
+                                  "{ gpu_memory_utilization = 0.3, dtype = \"float32\" })")
+
+    def validate(self) -> None:
+        backend_options("vllm:policy", self.vllm)  # names, types and ranges, before anything starts
+
+
+@dataclass(frozen=True)
 class TrainScenario:
     path: Path
     init: str
@@ -94,6 +107,7 @@ class TrainScenario:
     eval: TrainEvalSection
     run: TrainRunSection
     plugins: tuple[str, ...]
+    rollout: TrainRolloutSection = TrainRolloutSection()
 
     @property
     def trained_roles(self) -> tuple[str, ...]:
@@ -110,7 +124,8 @@ class TrainScenario:
                 "algorithm_config": self.algorithm_config, "data": list(self.data),
                 "sampling": self.sampling.to_dict(), "eval": self.eval.to_dict(), "seed": self.run.seed,
                 # only when not the default, so runs started before the option existed still resume
-                **({"precision": self.run.precision} if self.run.precision != "fp32" else {})}
+                **({"precision": self.run.precision} if self.run.precision != "fp32" else {}),
+                **({"rollout": self.rollout.to_dict()} if self.rollout.engine != "hf" else {})}
 
 
 def _lora(value: Any, where: str) -> LoraSettings | None:
@@ -139,7 +154,7 @@ def parse_train_scenario(data: dict[str, Any], path: Path, configs: Mapping[str,
     for dotted, value in (overrides or {}).items():
         set_value(data, dotted, value)
     where = str(path)
-    known = ["plugins", "model", "game", "roles", "algorithm", "data", "sampling", "eval", "run"]
+    known = ["plugins", "model", "game", "roles", "algorithm", "data", "sampling", "eval", "run", "rollout"]
     for key in data:
         if key not in known:
             raise ScenarioError(f"{where}: unknown section or key {key!r}; expected {', '.join(known)}."
@@ -184,6 +199,7 @@ def parse_train_scenario(data: dict[str, Any], path: Path, configs: Mapping[str,
         sampling = SamplingConfig.from_mapping(data.get("sampling"), where=f"{where} [sampling]")
         evaluation = TrainEvalSection.from_mapping(data.get("eval"), source=f"{where} [eval]")
         run = TrainRunSection.from_mapping(run_table(data, {"out": out}), source=f"{where} [run]")
+        rollout = TrainRolloutSection.from_mapping(data.get("rollout"), source=f"{where} [rollout]")
     except OptionError as err:
         raise ScenarioError(str(err)) from None
     data_section = dict(data.get("data") or {})
@@ -202,4 +218,5 @@ def parse_train_scenario(data: dict[str, Any], path: Path, configs: Mapping[str,
         if not Path(file).exists():
             raise ScenarioError(f"{where} [data]: episode file not found: {file}")
     return TrainScenario(path, init, _lora(model.get("lora"), f"{where} [model]"), env.game_id,
-                         env.options.to_dict(), roles, name, algorithm, stored, sampling, evaluation, run, plugins)
+                         env.options.to_dict(), roles, name, algorithm, stored, sampling, evaluation, run, plugins,
+                         rollout)

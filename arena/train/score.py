@@ -88,6 +88,7 @@ def run(session: TrainingSession, config: SCoReConfig, state: dict[str, Any] | N
         episodes = session.play(session.plans(iteration, config.groups, config.group_size))
         seqs = session.sequences(episodes)
         session.check_episodes(episodes, f"iteration {iteration}")
+        gap = session.engine_gap(seqs)  # the weights that sampled them, before this update
         values = [attempt_values(s.rewards, stage, config.alpha) for s in seqs]
         flat = group_advantages(seqs, values, config.estimator)
         if stage == 1:  # only second attempts are credited: the first attempts' cells are flat by design
@@ -103,6 +104,7 @@ def run(session: TrainingSession, config: SCoReConfig, state: dict[str, Any] | N
                                     config.batch_tokens, config.max_grad_norm, with_reference=True)
         metrics.update(episode_metrics(episodes, session.scenario.trained_roles), zero_variance_share=flat,
                        stage=float(stage))
+        metrics.update(gap)
         state["first"] = state["first"] or metrics
         metrics["warnings"] = collapse_warnings(metrics, state["first"])
         session.log_metrics(metrics)

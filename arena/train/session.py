@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 import games
+from agents.base import Policy
 from agents.sampling import SamplingConfig
 from agents.seed import seed_model_dir
 from arena.output import OutputLock, atomic_write, fsync_path, sync_folder
@@ -51,6 +52,7 @@ from arena.play.summary import summarise
 from arena.train.checkpoint import find_checkpoint, read_checkpoint, restore_rng, write_checkpoint
 from arena.train.curves import plot_curves
 from arena.train.data import RoleSequence, role_sequences
+from arena.train.engine import VLLMRollouts, logprob_gap
 from arena.train.model import TrainableModel
 from arena.train.scenario import POLICY, TrainScenario
 from games.seeds import setup_seed
@@ -81,6 +83,7 @@ class TrainingSession:
         self.say = progress or (lambda event, info: None)
         self.store: EpisodeStore | None = None
         self._wandb: Any = None
+        self.rollouts: VLLMRollouts | None = None
         self.lock = OutputLock(self.out)
         try:
             self.lock.acquire()
@@ -101,6 +104,8 @@ class TrainingSession:
         init = seed_model_dir() if scenario.init == "seed" else Path(scenario.init.split(":", 1)[1])
         self.model = TrainableModel(init, POLICY, scenario.sampling, lora=scenario.lora,
                                     max_batch_size=scenario.run.concurrency, precision=scenario.run.precision)
+        if scenario.rollout.engine == "vllm":
+            self.rollouts = VLLMRollouts(init, scenario.sampling, scenario.rollout.vllm)
         specs = {s for s in scenario.roles.values() if s != POLICY} | {scenario.eval.opponents}
         self.others = load_policies(specs, scenario.sampling)
         self.iteration = 0
@@ -186,10 +191,18 @@ class TrainingSession:
                                          dict(roles), dict(self.scenario.options), sample=k))
         return plans
 
+    @property
+    def player(self) -> Policy:
+        """What samples the trained roles' moves: the trained module itself, or the vLLM engine following it."""
+        return self.rollouts.policy if self.rollouts is not None else self.model.policy
+
     def play(self, plans: Sequence[EpisodePlan]) -> list[Episode]:
         """Play plans with the current weights; the trained roles map to the model, the rest to their agents."""
-        policies = {POLICY: self.model.policy, **self.others}
+        policies = {POLICY: self.player, **self.others}
         self.model.model.eval()
+        if self.rollouts is not None:
+            with self.timed("sync"):
+                self.rollouts.follow(self.model)
         with self.timed("play"):
             episodes = list(BatchedRollout(policies, self.scenario.run.concurrency,
                                            block=max(len(plans), self.scenario.run.concurrency)).run(plans))
@@ -208,10 +221,10 @@ class TrainingSession:
     def evaluate(self, label: str) -> dict[str, Any]:
         """Held-out episodes: each trained role played by the model against the evaluation opponents."""
         e = self.scenario.eval
-        sampling = self.model.policy.sampling
+        sampling = self.player.sampling
         if e.temperature >= 0:
-            self.model.policy.sampling = SamplingConfig(temperature=e.temperature, top_p=sampling.top_p,
-                                                        max_new_tokens=sampling.max_new_tokens)
+            self.player.sampling = SamplingConfig(temperature=e.temperature, top_p=sampling.top_p,
+                                                  max_new_tokens=sampling.max_new_tokens)
         saved_others, saved_seconds = self.others, dict(self.seconds)
         self.others = {**self.others}
         result: dict[str, Any] = {"label": label, "iteration": self.iteration, "seats": {}}
@@ -236,7 +249,7 @@ class TrainingSession:
                     "failed": summary["failed"],
                 }
         finally:
-            self.model.policy.sampling = sampling
+            self.player.sampling = sampling
             self.others = saved_others
             self.seconds = defaultdict(float, saved_seconds)  # evaluation is not the iteration's play
         result["seconds"] = time.perf_counter() - started
@@ -398,7 +411,18 @@ class TrainingSession:
         if self.store is not None:
             self.store.close()
             self.store = None
+        if self.rollouts is not None:
+            self.rollouts.close()
+            self.rollouts = None
         self.lock.release()
+
+    def engine_gap(self, seqs: Sequence[RoleSequence]) -> dict[str, float]:
+        """``engine_logprob_diff`` and ``engine_ratio_outliers`` of this iteration's sequences when a rollout
+        engine sampled them (nothing with the hf sampler: it is the trained module itself)."""
+        if self.rollouts is None:
+            return {}
+        with self.timed("engine_gap"):
+            return logprob_gap(self.model, seqs)
 
     def check_episodes(self, episodes: Sequence[Episode], what: str) -> None:
         """Refuse to train on nothing: no episode, episodes of another game, or every episode failed."""
