@@ -130,3 +130,27 @@ def test_token_stats_on_the_trained_positions_only_equal_the_full_computation(ti
     for loss_fn in (lambda st: pg_loss(st, batch, beta=0.1), bc_loss):
         (a, ma), (b, mb) = loss_fn(cut), loss_fn(full)
         assert float(a) == pytest.approx(float(b), abs=1e-5) and ma == pytest.approx(mb, abs=1e-5)
+
+
+def test_truncated_importance_weights_use_the_samplers_log_probabilities(tokenizer):
+    """With engine_is_cap, each token's term is weighted by min(exp(log p - log p_sampler), cap), held constant;
+    a span without the sampler's numbers keeps weight 1, and NaN never reaches the loss."""
+    episode, _ = _hand_made_episode(tokenizer)
+    seq = role_sequences(episode, ["player_0"], tokenizer, [tokenizer.eos_token_id])[0]
+    seq.advantages = [1.0, 1.0]
+    (a0, b0), (a1, b1) = seq.spans
+    seq.sampled_logprobs = [[-1.0] * (b0 - a0), None]
+    batch = collate([seq], tokenizer.pad_token_id)
+    assert (batch.sampled_logp[0, a0 - 1:b0 - 1] == -1.0).all() and batch.sampled_logp[0, a1 - 1:b1 - 1].isnan().all()
+    mask = batch.target[:, :-1]
+    logp = torch.full(mask.shape, -0.5, requires_grad=True)
+    stats = TokenStats(torch.where(mask, logp, torch.full_like(logp, float("nan"))), torch.zeros_like(logp), mask)
+    plain, _ = pg_loss(stats, batch, beta=0.0)
+    capped, metrics = pg_loss(stats, batch, beta=0.0, is_cap=1.2)  # exp(-0.5 + 1.0) = 1.65 -> capped at 1.2
+    first, second = b0 - a0, b1 - a1
+    assert float(plain) == pytest.approx(0.5)
+    assert float(capped) == pytest.approx(0.5 * (1.2 * first + second) / (first + second))
+    assert metrics["is_weight"] == pytest.approx((1.2 * first + second) / (first + second))
+    capped.backward()
+    assert torch.isfinite(logp.grad).all()
+    assert logp.grad[0, a0 - 1:b0 - 1].max() < logp.grad[0, a1 - 1:b1 - 1].min() < 0, "the weighted span pulls harder"

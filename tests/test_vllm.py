@@ -128,6 +128,7 @@ iterations = 2
 groups = 4
 group_size = 2
 learning_rate = 1e-3
+engine_is_cap = 2.0
 [sampling]
 max_new_tokens = 64
 [eval]
@@ -162,6 +163,7 @@ def test_training_samples_from_vllm_and_pushes_every_update(tmp_path, monkeypatc
     result, rows = _train_on_vllm(tmp_path, "synced")
     assert [r["iteration"] for r in rows] == [1, 2] and Path(result["final"]).is_dir()
     assert all(r["engine_logprob_diff"] < 1e-3 and r["engine_ratio_outliers"] == 0.0 for r in rows), rows
+    assert all(abs(r["is_weight"] - 1.0) < 1e-3 for r in rows), "right after a push the correction is ~1"
     follow = VLLMRollouts.follow
     monkeypatch.setattr(VLLMRollouts, "follow", lambda self, model: follow(self, model) if not self.pushes else False)
     _, stale = _train_on_vllm(tmp_path, "stale")

@@ -120,6 +120,8 @@ class Batch:
     advantage: torch.Tensor
     kl_weight: torch.Tensor
     turn: torch.Tensor  # index of the span (turn) each target position belongs to, -1 elsewhere
+    #: the sampler's log-probability of the token each position predicts (NaN where the sampler gave none)
+    sampled_logp: torch.Tensor | None = None
 
 
 def collate(seqs: Sequence[RoleSequence], pad_id: int) -> Batch:
@@ -131,6 +133,7 @@ def collate(seqs: Sequence[RoleSequence], pad_id: int) -> Batch:
     advantage = torch.zeros((n, width))
     kl_weight = torch.zeros((n, width))
     turn = torch.full((n, width), -1, dtype=torch.long)
+    sampled = torch.full((n, width), float("nan"))
     for row, s in enumerate(seqs):
         input_ids[row, :len(s.ids)] = torch.tensor(s.ids)
         attention[row, :len(s.ids)] = 1
@@ -140,4 +143,7 @@ def collate(seqs: Sequence[RoleSequence], pad_id: int) -> Batch:
             advantage[row, a - 1:b - 1] = s.advantages[k] if s.advantages else 0.0
             kl_weight[row, a - 1:b - 1] = s.kl_weights[k] if s.kl_weights else 1.0
             turn[row, a - 1:b - 1] = k
-    return Batch(input_ids, attention, target, advantage, kl_weight, turn)
+            logprobs = s.sampled_logprobs[k] if k < len(s.sampled_logprobs) else None
+            if logprobs is not None and len(logprobs) == b - a:
+                sampled[row, a - 1:b - 1] = torch.tensor(logprobs)
+    return Batch(input_ids, attention, target, advantage, kl_weight, turn, sampled)

@@ -203,17 +203,31 @@ def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return total / mask.sum().clamp(min=1)
 
 
-def pg_loss(stats: TokenStats, batch: Batch, beta: float) -> tuple[torch.Tensor, dict[str, float]]:
+def pg_loss(stats: TokenStats, batch: Batch, beta: float, is_cap: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
     """Policy gradient: -advantage * log p on the role's own tokens, plus beta * KL to the reference.
 
     The KL is the k3 estimator, exp(r) - r - 1 with r = log p_ref - log p (non-negative, unbiased),
     weighted per turn by ``batch.kl_weight`` (SCoRe holds the first attempt closer than the second).
+
+    ``is_cap > 0``: truncated importance sampling for tokens another engine sampled (vLLM): each token's
+    term is weighted by min(exp(log p - log p_sampler), is_cap), held constant (no gradient through it), as
+    TRL and verl do; tokens without the sampler's log-probability keep weight 1.
     """
     mask = stats.mask
     advantage = stats.select(batch.advantage[:, :-1]).to(stats.logp.device)
     weight = stats.select(batch.kl_weight[:, :-1]).to(stats.logp.device)
-    pg = _masked_mean(-advantage * stats.logp, mask)
-    metrics = {"pg_loss": float(pg.detach()), "entropy": float(_masked_mean(stats.entropy, mask))}
+    term = -advantage * stats.logp
+    metrics: dict[str, float] = {}
+    if is_cap > 0 and batch.sampled_logp is not None:
+        sampler = stats.select(batch.sampled_logp[:, :-1]).to(stats.logp.device)
+        known = mask & torch.isfinite(sampler)
+        # where, not multiplication: NaN (no sampler value) must not reach the loss
+        ratio = torch.exp(torch.where(known, stats.logp.detach() - sampler, torch.zeros_like(stats.logp)))
+        is_weight = torch.clamp(ratio, max=is_cap)
+        term = is_weight * term
+        metrics["is_weight"] = float(_masked_mean(is_weight, mask))
+    pg = _masked_mean(term, mask)
+    metrics.update(pg_loss=float(pg.detach()), entropy=float(_masked_mean(stats.entropy, mask)))
     loss = pg
     if stats.ref_logp is not None:
         r = torch.where(mask, stats.ref_logp - stats.logp, torch.zeros_like(stats.logp))

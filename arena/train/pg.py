@@ -48,6 +48,8 @@ class PGConfig(Section):
     baseline_momentum: float = option(0.9, "reinforce: momentum of the running baseline", min=0.0, max=1.0)
     max_grad_norm: float = option(1.0, "gradient clipping", min=0.0)
     batch_tokens: int = option(16384, "padded tokens per forward pass (gradients accumulate)", min=256)
+    engine_is_cap: float = option(0.0, "with [rollout] engine = \"vllm\": truncated importance-sampling correction, "
+                                  "each token weighted by min(p_trainer / p_engine, cap); 0: off (try 2)", min=0.0)
 
     def validate(self) -> None:
         if self.estimator in ("rloo", "grpo") and self.group_size < 2:
@@ -72,8 +74,9 @@ def run(session: TrainingSession, config: PGConfig, state: dict[str, Any] | None
         else:
             flat = group_advantages(seqs, values, config.estimator)
         with session.timed("update"):
-            metrics = gradient_step(model, optimizer, seqs, lambda stats, batch: pg_loss(stats, batch, config.beta),
-                                    config.batch_tokens, config.max_grad_norm, with_reference=config.beta > 0)
+            loss = lambda stats, batch: pg_loss(stats, batch, config.beta, config.engine_is_cap)  # noqa: E731
+            metrics = gradient_step(model, optimizer, seqs, loss, config.batch_tokens, config.max_grad_norm,
+                                    with_reference=config.beta > 0)
         metrics.update(episode_metrics(episodes, session.scenario.trained_roles), zero_variance_share=flat)
         metrics.update(gap)
         state["first"] = state["first"] or metrics

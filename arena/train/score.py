@@ -56,6 +56,8 @@ class SCoReConfig(Section):
     alpha: float = option(10.0, "stage II: bonus alpha * (r2 - r1) on the second attempt", min=0.0)
     max_grad_norm: float = option(1.0, "gradient clipping", min=0.0)
     batch_tokens: int = option(16384, "padded tokens per forward pass", min=256)
+    engine_is_cap: float = option(0.0, "with [rollout] engine = \"vllm\": truncated importance-sampling correction, "
+                                  "each token weighted by min(p_trainer / p_engine, cap); 0: off (try 2)", min=0.0)
 
 
 def attempt_values(rewards: list[float], stage: int, alpha: float) -> list[float]:
@@ -100,8 +102,9 @@ def run(session: TrainingSession, config: SCoReConfig, state: dict[str, Any] | N
             if stage == 1:
                 s.advantages[0] = 0.0  # stage I never pushes the first attempt towards reward
         with session.timed("update"):
-            metrics = gradient_step(model, optimizer, seqs, lambda stats, batch: pg_loss(stats, batch, 1.0),
-                                    config.batch_tokens, config.max_grad_norm, with_reference=True)
+            loss = lambda stats, batch: pg_loss(stats, batch, 1.0, config.engine_is_cap)  # noqa: E731
+            metrics = gradient_step(model, optimizer, seqs, loss, config.batch_tokens, config.max_grad_norm,
+                                    with_reference=True)
         metrics.update(episode_metrics(episodes, session.scenario.trained_roles), zero_variance_share=flat,
                        stage=float(stage))
         metrics.update(gap)
