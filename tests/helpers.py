@@ -20,6 +20,28 @@ def arena(*args: str, env: dict | None = None, timeout: float = 300) -> subproce
                           env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}, timeout=timeout)
 
 
+def negotiation_scenario(tmp_path: Path, player_0: str, backend: str = "", episodes: int = 3, name: str = "drill",
+                         max_messages: int = 4) -> Path:
+    """A self-play scenario file: ``player_0`` (a spec) against the scripted negotiator, short games."""
+    path = tmp_path / f"{name}.toml"
+    path.write_text(f"""
+[game]
+id = "negotiation-v0"
+options = {{ max_messages = {max_messages} }}
+[agents]
+player_0 = "{player_0}"
+player_1 = "scripted"
+[sampling]
+max_new_tokens = 8
+[backend]
+{backend}
+[run]
+episodes = {episodes}
+concurrency = 3
+""")
+    return path
+
+
 def one_error_line(result: subprocess.CompletedProcess) -> str:
     """The command's single error line; fails if it printed a traceback or more than one error."""
     output = result.stdout + result.stderr

@@ -22,6 +22,7 @@ from agents.base import TurnRequest
 from agents.endpoint import EndpointPolicy, parse_endpoint
 from agents.sampling import SamplingConfig
 from arena.play.store import read_episodes
+from tests.helpers import negotiation_scenario
 from tests.servers import free_port as _free_port
 from tests.servers import serve_transformers as _serve
 from tests.servers import stop as _stop
@@ -59,23 +60,7 @@ def test_completions_from_a_real_server(server):
 
 
 def _scenario(tmp_path, spec, episodes=6, backend=""):
-    path = tmp_path / "endpoint.toml"
-    path.write_text(f"""
-[game]
-id = "negotiation-v0"
-options = {{ max_messages = 6 }}
-[agents]
-player_0 = "{spec}"
-player_1 = "scripted"
-[sampling]
-max_new_tokens = 8
-[backend]
-{backend}
-[run]
-episodes = {episodes}
-concurrency = 3
-""")
-    return path
+    return negotiation_scenario(tmp_path, spec, backend, episodes, name="endpoint", max_messages=6)
 
 
 def _selfplay(scenario, out, env=None):

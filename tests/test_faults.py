@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from arena.play.store import EpisodeStore, read_episodes
-from tests.helpers import ROOT, arena, one_error_line
+from tests.helpers import ROOT, arena, negotiation_scenario, one_error_line
 from tests.servers import fake_endpoint, free_port, send, serve_transformers, stop
 
 SECRET = "sk-fault-drill-" + "k" * 24
@@ -27,23 +27,7 @@ TIMING = ("started_at", "duration_s", "latency_s")
 
 
 def scenario(tmp_path: Path, player_0: str, backend: str = "", episodes: int = 3, name: str = "drill") -> Path:
-    path = tmp_path / f"{name}.toml"
-    path.write_text(f"""
-[game]
-id = "negotiation-v0"
-options = {{ max_messages = 4 }}
-[agents]
-player_0 = "{player_0}"
-player_1 = "scripted"
-[sampling]
-max_new_tokens = 8
-[backend]
-{backend}
-[run]
-episodes = {episodes}
-concurrency = 3
-""")
-    return path
+    return negotiation_scenario(tmp_path, player_0, backend, episodes, name)
 
 
 def strip_timing(episode) -> dict:
@@ -90,7 +74,7 @@ def test_a_key_already_in_an_old_store_is_not_shown_or_exported(tmp_path):
     exported = arena("export", str(out), str(tmp_path / "old.parquet"))
     assert replayed.returncode == 0 and exported.returncode == 0, replayed.stderr + exported.stderr
     assert SECRET not in replayed.stdout + replayed.stderr and "[REDACTED]" in replayed.stdout
-    pq = pytest.importorskip("pyarrow.parquet", reason="the export needs pyarrow (the dev extra has it)")
+    import pyarrow.parquet as pq  # the dev extra has it, as arena export needs
     assert "[REDACTED]" in pq.read_table(tmp_path / "old.parquet").column("error")[0].as_py()
     assert SECRET not in str(pq.read_table(tmp_path / "old.parquet").to_pylist())
 
@@ -147,7 +131,6 @@ def test_odd_answers_become_typed_turns_or_failed_turns_never_a_crash(tmp_path):
 
 
 def test_a_server_down_then_started_the_rerun_retries_the_failed_episodes(tmp_path, tiny_model_dir):
-    pytest.importorskip("fastapi", reason="the real-server drill needs transformers[serving] (fastapi, uvicorn)")
     port = free_port()
     path = scenario(tmp_path, f"openai:{tiny_model_dir}@http://127.0.0.1:{port}/v1",
                     "timeout = 30\nretries = 0", episodes=4)
