@@ -61,6 +61,10 @@ def parse_endpoint(arg: str) -> tuple[str, str]:
 class EndpointPolicy(Policy):
     """A chat-completions endpoint as a batched policy (requests go out concurrently)."""
 
+    #: Each request goes out on its own (the server batches as it likes), so a resumed or retried run plays
+    #: only the missing episodes instead of replaying their whole block of paid calls.
+    batch_invariant = True
+
     def __init__(
         self,
         spec: str,
@@ -147,7 +151,7 @@ class EndpointPolicy(Policy):
             else:
                 if response.status_code == 200:
                     return self._parse(response, time.perf_counter() - started)
-                last = redact(f"HTTP {response.status_code}: {response.text[:200]}")
+                last = f"HTTP {response.status_code}: {redact(response.text)[:200]}"  # cut after: no key half
                 if response.status_code not in RETRY_STATUS:
                     break
             if attempt < self.retries:

@@ -24,7 +24,7 @@ import logging
 import os
 import re
 
-__all__ = ["REDACTED", "RedactingFilter", "redact", "register_secret"]
+__all__ = ["REDACTED", "RedactingFilter", "redact", "register_secret", "secret_values"]
 
 REDACTED = "[REDACTED]"
 
@@ -46,6 +46,11 @@ def register_secret(value: str | None) -> None:
     """Treat ``value`` as a secret from now on (a backend calls this with the key it sends)."""
     if value and len(value) >= _MIN_LENGTH:
         _REGISTERED.add(value)
+
+
+def secret_values() -> list[str]:
+    """The secret values known now (registered, and from the environment), longest first."""
+    return _secret_values()
 
 
 def _secret_values() -> list[str]:

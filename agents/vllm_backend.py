@@ -76,7 +76,10 @@ class VLLMPolicy(Policy):
             raise PolicyError(f"{spec}: the vLLM engine did not start: {type(err).__name__}: "
                               f"{str(err).strip().splitlines()[-1][:300] if str(err).strip() else ''}") from None
         self.max_length = int(self.llm.llm_engine.model_config.max_model_len)
-        self._warned_drift = False
+        if self.sampling.max_new_tokens >= self.max_length:
+            raise PolicyError(f"{spec}: max_new_tokens ({self.sampling.max_new_tokens}) leaves no room for a prompt "
+                              f"in the model's {self.max_length} tokens")
+        self._warned_drift = self._warned_cut = False
 
     def _params(self, request: TurnRequest) -> Any:
         return self._vllm.SamplingParams(
@@ -96,6 +99,10 @@ class VLLMPolicy(Policy):
             log.warning("%s: the chat template is not incremental; earlier turns are re-tokenised", self.spec)
             self._warned_drift = True
         room = self.max_length - self.sampling.max_new_tokens
+        if len(ids) > room and not self._warned_cut:
+            log.warning("%s: a prompt of %d tokens was cut to its last %d (the context is %d tokens)", self.spec,
+                        len(ids), room, self.max_length)
+            self._warned_cut = True
         return ids[-room:] if len(ids) > room else ids
 
     def generate(self, requests: Sequence[TurnRequest]) -> list[Completion]:

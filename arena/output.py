@@ -18,7 +18,9 @@ session that holds its directory opens the episode store in it with
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 from pathlib import Path
 from typing import IO, Any
 
@@ -27,7 +29,7 @@ try:  # POSIX file locks; on other systems the directory works without the lock
 except ImportError:  # pragma: no cover
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["OutputLock", "OutputLockedError", "atomic_write", "fsync_path", "sync_folder"]
+__all__ = ["OutputLock", "OutputLockedError", "atomic_write", "fsync_path", "sync_folder", "write_failure"]
 
 class OutputLockedError(RuntimeError):
     """Another process is writing the directory."""
@@ -87,6 +89,14 @@ class OutputLock:
 
     def __exit__(self, *exc: Any) -> None:
         self.release()
+
+
+def write_failure(err: BaseException, where: Path) -> str:
+    """Why a write under ``where`` failed, in words: a full disk (torch says "unexpected pos", safetensors
+    "No space left") is named as such, with the free space; anything else as the error says."""
+    free = shutil.disk_usage(where).free
+    full = free < 256 * 2**20 or getattr(err, "errno", None) == errno.ENOSPC or "No space left" in str(err)
+    return f"the disk is full ({free / 2**20:.1f} MiB free)" if full else f"{type(err).__name__}: {str(err)[:200]}"
 
 
 def fsync_path(path: Path) -> None:

@@ -34,6 +34,7 @@ from typing import Any
 import tomli_w
 
 from arena.config import ScenarioError, check_keys, read_toml
+from arena.output import OutputLock
 from arena.play.scenario import SelfPlayScenario, selfplay_scenario
 from arena.play.selfplay import run_selfplay
 from arena.rate import leaderboard
@@ -165,7 +166,8 @@ def run_pipeline(path: str | Path, out: str | None = None, wandb: bool = False,
         tell("tournament", {"scenario": str(files["tournament"])})
         outcome = run_tournament(t)
         board = leaderboard.build(t, outcome.tally)
-        leaderboard.write(board, t.out)
+        with OutputLock(t.out):
+            leaderboard.write(board, t.out)
         results["tournament"] = board
         results["minutes"]["tournament"] = (time.perf_counter() - started) / 60
 

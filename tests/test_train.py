@@ -307,3 +307,23 @@ def test_curves_keep_counts_out_of_the_rates_panel():
                                                                "messages": 4.0 + i, "rounds": 1.0}}}} for i in range(3)]
     assert set(_rates(evals, "solver")) == {"acc_t2", "illegal_moves"}  # in [-1, 1] and changing
     assert set(_rates(evals, "solver", counts={"illegal_moves"})) == {"acc_t2"}
+
+
+def test_lora_weights_pushed_to_an_engine_are_the_merged_model_and_leave_the_base_alone(tiny_model_dir):
+    pytest.importorskip("peft", reason="LoRA needs peft (the `lora` or `dev` extra)")
+    import copy
+
+    from agents.sampling import SamplingConfig
+    from arena.train.model import LoraSettings, TrainableModel
+
+    model = TrainableModel(tiny_model_dir, "policy", SamplingConfig(), lora=LoraSettings(r=4, alpha=8))
+    with torch.no_grad():
+        for name, p in model.model.named_parameters():
+            if "lora_B" in name:
+                p.add_(torch.randn_like(p) * 0.1)  # a trained adapter (B starts at zero)
+    before = {k: v.clone() for k, v in model.model.state_dict().items()}
+    pushed = dict(model.merged_weights())
+    expected = copy.deepcopy(model.model).merge_and_unload().state_dict()
+    assert set(pushed) == set(expected)
+    assert all(torch.allclose(pushed[k], expected[k], atol=1e-6) for k in expected)
+    assert all(torch.equal(v, before[k]) for k, v in model.model.state_dict().items()), "the base is untouched"

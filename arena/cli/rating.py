@@ -19,6 +19,7 @@ from arena.cli.common import (
     progress_bar,
     show_leaderboard,
 )
+from arena.output import OutputLock
 from arena.play.store import EpisodeStore
 from arena.rate import leaderboard
 from arena.rate.tournament import load_state, load_tournament, outcomes_from, run_tournament, total_episodes
@@ -53,7 +54,8 @@ def tournament_command(
             fail(str(err))
             return
     data = leaderboard.build(t, result.tally)
-    written = leaderboard.write(data, t.out)
+    with OutputLock(t.out):  # the leaderboard's files, written by one process at a time
+        written = leaderboard.write(data, t.out)
     show_leaderboard(data)
     console.print("wrote " + ", ".join(str(p) for p in written), highlight=False)
     verdict = failure_verdict(result.tally.failed_episodes, len(result.plans), result.retried, result.retried_failed,
@@ -73,7 +75,12 @@ def report_command(
         fail(str(err))
         return
     data = leaderboard.build(t, outcomes_from(t, plans, pairings, episodes))
-    written = leaderboard.write(data, directory)
+    try:
+        with OutputLock(directory):  # refused while the tournament is still writing there
+            written = leaderboard.write(data, directory)
+    except RuntimeError as err:
+        fail(str(err))
+        return
     show_leaderboard(data)
     console.print("wrote " + ", ".join(str(p) for p in written), highlight=False)
 

@@ -15,13 +15,19 @@ __all__ = ["load_policies"]
 
 def load_policies(specs: Iterable[str], sampling: SamplingConfig,
                   backend: Mapping[str, Any] | None = None) -> dict[str, Policy]:
-    """One policy per distinct agent spec (roles with the same spec share it)."""
+    """One policy per distinct agent spec (roles with the same spec share it). If one fails to load, those
+    already loaded are closed before the error goes on."""
     policies: dict[str, Policy] = {}
-    for spec in sorted(set(specs)):
-        name, _ = agents.parse_spec(spec)
-        options = dict(backend or {}) if name in MODEL_KINDS else {}
-        try:
-            policies[spec] = agents.load(spec, sampling, **options)
-        except TypeError as err:  # an option the backend does not take
-            raise agents.PolicyError(f"agent {spec!r}: bad [backend] option: {err}") from None
+    try:
+        for spec in sorted(set(specs)):
+            name, _ = agents.parse_spec(spec)
+            options = dict(backend or {}) if name in MODEL_KINDS else {}
+            try:
+                policies[spec] = agents.load(spec, sampling, **options)
+            except TypeError as err:  # an option the backend does not take
+                raise agents.PolicyError(f"agent {spec!r}: bad [backend] option: {err}") from None
+    except BaseException:
+        for policy in policies.values():
+            policy.close()
+        raise
     return policies

@@ -98,8 +98,8 @@ def run_selfplay(scenario: SelfPlayScenario, on_episode: Callable[[Episode, Roll
         owned = policies is None
         policies = load_policies(set(scenario.roles.values()), scenario.sampling, scenario.backend) if owned \
             else dict(policies)
-        rollout = BatchedRollout(policies, scenario.run.concurrency, scenario.run.block or None)
         try:
+            rollout = BatchedRollout(policies, scenario.run.concurrency, scenario.run.block or None)
             count = play_into(store, rollout, plans, on_episode)
         finally:
             if owned:

@@ -5,9 +5,9 @@ killed at any moment (kill -9 included) leaves at most one partial last line.
 Readers ignore a last line without its newline; a writer opening the store
 cuts such a line off before appending, so no partial episode is ever read
 and the interrupted episode is simply played again. The file is synced to
-the disk (fsync) at most once a second while a run appends and when it
-closes, so a power loss costs at most the last second's episodes, which a
-resumed run plays again. One process writes a directory at a time
+the disk (fsync) when an append comes a second or more after the last sync,
+and when the store closes, so a power loss costs at most the episodes since
+the last sync, which a resumed run plays again. One process writes a directory at a time
 (:class:`arena.output.OutputLock`).
 
 The store stays append-only, and an id may appear more than once: a failed
@@ -38,8 +38,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from agents.secrets import redact
-from arena.output import OutputLock
+from agents.secrets import REDACTED, redact, secret_values
+from arena.output import OutputLock, atomic_write, fsync_path
 from arena.play.episode import Episode, EpisodeFormatError
 
 __all__ = ["EpisodeStore", "StoreError", "read_episodes", "episodes_to_rows"]
@@ -54,6 +54,20 @@ _WARNED: set[tuple[Path, int]] = set()
 
 class StoreError(RuntimeError):
     """The store cannot be used as asked (locked, incompatible run, unreadable file)."""
+
+
+def _without_secrets(value: Any, secrets: list[str]) -> Any:
+    """``value`` with each of ``secrets`` replaced in every string in it."""
+    if isinstance(value, str):
+        for secret in secrets:
+            if secret in value:
+                value = value.replace(secret, REDACTED)
+        return value
+    if isinstance(value, dict):
+        return {k: _without_secrets(v, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_secrets(v, secrets) for v in value]
+    return value
 
 
 def _complete_lines(path: Path) -> Iterator[tuple[int, bytes]]:
@@ -146,7 +160,10 @@ class EpisodeStore:
                 self._check_run(run)
             self._cut_partial_line()
             self._status = self._read_status()
+            new = not self.path.exists()
             self._handle = open(self.path, "ab")
+            if new:
+                fsync_path(self.directory)  # the new file's entry in its folder is durable too
         except BaseException:
             self.close()
             raise
@@ -168,7 +185,7 @@ class EpisodeStore:
                     "use another --out directory, or remove it to start over"
                 )
         else:
-            meta.write_text(json.dumps(run, indent=1, sort_keys=True, default=str) + "\n", encoding="utf-8")
+            atomic_write(meta, json.dumps(run, indent=1, sort_keys=True, default=str) + "\n")
 
     def _cut_partial_line(self) -> None:
         if not self.path.is_file() or self.path.stat().st_size == 0:
@@ -198,12 +215,17 @@ class EpisodeStore:
         if episode.error:
             episode.error = redact(episode.error)
         try:
-            line = json.dumps(episode.to_dict(), ensure_ascii=False, allow_nan=False, default=str)
+            # secrets are removed from the values, not from the JSON text (a value may hold one escaped, and
+            # a secret made of digits must not cut a number); the line checked is the line written
+            data = episode.to_dict()
+            secrets = secret_values()
+            line = json.dumps(_without_secrets(data, secrets) if secrets else data, ensure_ascii=False,
+                              allow_nan=False, default=str)
             Episode.from_dict(json.loads(line))
         except (ValueError, TypeError) as err:  # EpisodeFormatError is a ValueError
             raise StoreError(f"episode {episode.id!r} was not stored: its readers could not read it back "
                              f"({err})") from None
-        self._handle.write((redact(line, values_only=True) + "\n").encode("utf-8"))
+        self._handle.write((line + "\n").encode("utf-8"))
         self._handle.flush()
         if time.monotonic() - self._synced >= SYNC_INTERVAL_S:
             self.sync()

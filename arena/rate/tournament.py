@@ -45,6 +45,7 @@ import numpy as np
 
 from agents.base import Policy
 from arena.config import ScenarioError
+from arena.output import atomic_write
 from arena.play.batched import BatchedRollout, EpisodePlan, RolloutStats
 from arena.play.episode import Episode
 from arena.play.policies import load_policies
@@ -226,7 +227,7 @@ def run_tournament(t: Tournament, on_episode: Callable[[Episode, RolloutStats], 
     store = EpisodeStore(t.out)
     with store.open(t.info()):
         state = {**t.info(), "scenario": str(t.path), "ratings": t.ratings.to_dict()}
-        (t.out / "tournament.json").write_text(json.dumps(state, indent=1) + "\n")
+        atomic_write(t.out / "tournament.json", json.dumps(state, indent=1) + "\n")
         owned = policies is None
         partners = {partner_name(spec): spec for g in t.games for spec in g.partners.values()}
         wanted = set(t.agents.values()) | set(partners.values())
@@ -267,7 +268,7 @@ def run_tournament(t: Tournament, on_episode: Callable[[Episode, RolloutStats], 
                 for policy in loaded.values():
                     policy.close()
         stored = {e.id: e for e in store}
-    save_plans(t.out, all_plans, pairings)
+        save_plans(t.out, all_plans, pairings)  # while the directory is still ours
     return TournamentResult(t.out, all_plans, pairings, outcomes_from(t, all_plans, pairings, stored), count.played,
                             rollout.stats, count.retried, count.retried_failed)
 
@@ -276,7 +277,7 @@ def save_plans(out: Path, plans: Sequence[EpisodePlan], pairings: Sequence[Seque
     rows = [{"id": p.id, "game": p.game, "seed": p.seed, "roles": dict(p.roles), "options": dict(p.options),
              "tags": dict(p.tags)} for p in plans]
     state = {"pairings": [[list(pair) for pair in pairs] for pairs in pairings], "plans": rows}
-    (out / "plans.json").write_text(json.dumps(state) + "\n", encoding="utf-8")
+    atomic_write(out / "plans.json", json.dumps(state) + "\n")
 
 
 def load_state(out: str | Path) -> tuple[Tournament, list[EpisodePlan], list[list[tuple[str, str]]],

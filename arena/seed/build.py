@@ -38,7 +38,7 @@ from transformers.utils import logging as hf_logging
 
 from agents.chat_format import build_tokenizer, conversation_ids
 from arena.config import ScenarioError
-from arena.output import OutputLock
+from arena.output import OutputLock, write_failure
 from arena.seed.card import evaluate_model, model_card
 from arena.seed.data import make_transcripts
 from arena.seed.scenario import SeedModelScenario
@@ -243,8 +243,13 @@ def _build(scenario: SeedModelScenario, out: Path, progress: Callable[[str, dict
             position = {"settings": _resumable(scenario), "step": step, "of": total_steps, "seen_tokens": seen_tokens,
                         "train_minutes": minutes(), "losses": losses, "curve": curve,
                         "train_tokens": report["train_tokens"]}
-            write_checkpoint(out / CHECKPOINT, save_model, step, {**position, "optimizer": optimizer.state_dict()},
-                             readable=position)  # before the report, which may be the last thing done
+            try:  # before the report, which may be the last thing done
+                write_checkpoint(out / CHECKPOINT, save_model, step, {**position, "optimizer": optimizer.state_dict()},
+                                 readable=position)
+            except Exception as err:  # a full disk above all: one clear line, the last checkpoint kept
+                shutil.rmtree(out / f"{CHECKPOINT}.tmp", ignore_errors=True)
+                raise SeedModelError(f"could not write the checkpoint in {out}: {write_failure(err, out)}; free some "
+                                     "space and continue with --resume") from None
         if logged:
             say("train", curve[-1])
     model.eval()

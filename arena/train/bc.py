@@ -85,6 +85,8 @@ def run(session: TrainingSession, config: FilteredBCConfig, state: dict[str, Any
         if not select(sides, config.filter, config.top_fraction):
             raise TrainError(f"the filter {config.filter!r} keeps none of the {len(sides)} sides in [data] "
                              "episodes (every side scored the same?); choose another [algorithm] filter")
+    # a run checkpointed before steps were counted has trained if it got past its first round
+    state.setdefault("steps", session.iteration)
     optimizer = session.optimizer(config.learning_rate, state)
     session.evaluate_before()
     for round_no in range(session.iteration + 1, config.rounds + 1):
@@ -107,7 +109,7 @@ def run(session: TrainingSession, config: FilteredBCConfig, state: dict[str, Any
                 metrics["loss"] = step.get("loss", 0.0)
                 metrics["entropy"] = step.get("entropy", 0.0)
         metrics["steps"] = float(steps)
-        state["steps"] = state.get("steps", 0) + steps
+        state["steps"] += steps
         if not kept:
             metrics["warnings"] = [f"round {round_no}: the filter {config.filter!r} kept none of the {len(seqs)} "
                                    "sides (all scored alike); no step was taken"]
@@ -115,7 +117,7 @@ def run(session: TrainingSession, config: FilteredBCConfig, state: dict[str, Any
             metrics.update(episode_metrics(episodes, session.scenario.trained_roles))
         session.log_metrics(metrics)
         session.end_iteration(config.rounds, optimizer, state)
-    if config.rounds and state.get("steps", 1) == 0:
+    if config.rounds and state["steps"] == 0:
         raise TrainFailed(f"{config.rounds} rounds took no training step: the filter {config.filter!r} kept no side "
                          "in any round, so the model is unchanged; try filter = \"top-k\"")
     session.evaluate_after()

@@ -119,13 +119,15 @@ class TrainableModel:
         a rollout engine to load."""
         if self.lora is None:
             return [(name, t.detach()) for name, t in self.model.state_dict().items()]
-        self.model.merge_adapter()
-        try:
-            weights = [(name.replace(".base_layer.", "."), t.detach().clone())
-                       for name, t in self.model.get_base_model().state_dict().items() if ".lora_" not in name]
-        finally:
-            self.model.unmerge_adapter()
-        return weights
+        # out of place: merging into the base weights and back would move them (and the KL reference) by
+        # rounding at every push
+        base = self.model.get_base_model()
+        adapter = self.model.active_adapter
+        deltas = {f"{name}.base_layer.weight": module.get_delta_weight(adapter).detach()
+                  for name, module in base.named_modules()
+                  if hasattr(module, "base_layer") and adapter in getattr(module, "lora_A", {})}
+        return [(name.replace(".base_layer.", "."), t.detach() + deltas[name] if name in deltas else t.detach())
+                for name, t in base.state_dict().items() if ".lora_" not in name]
 
     @property
     def end_ids(self) -> list[int]:

@@ -24,7 +24,6 @@ would have done.
 from __future__ import annotations
 
 import dataclasses
-import errno
 import json
 import logging
 import os
@@ -43,7 +42,7 @@ import games
 from agents.base import Policy
 from agents.sampling import SamplingConfig
 from agents.seed import seed_model_dir
-from arena.output import OutputLock, atomic_write, fsync_path, sync_folder
+from arena.output import OutputLock, atomic_write, fsync_path, sync_folder, write_failure
 from arena.play.batched import BatchedRollout, EpisodePlan
 from arena.play.episode import Episode
 from arena.play.policies import load_policies
@@ -133,7 +132,7 @@ class TrainingSession:
         elif resume and any(p.name != OutputLock.FILE for p in self.out.iterdir()):
             raise TrainError(f"nothing to resume in {self.out} (no train.json)")
         self.out.mkdir(parents=True, exist_ok=True)
-        meta.write_text(json.dumps(info, indent=1, default=str) + "\n", encoding="utf-8")
+        atomic_write(meta, json.dumps(info, indent=1, default=str) + "\n")
 
     def _is_extension(self, stored: dict[str, Any]) -> bool:
         """Whether the scenario only raises the stored run's length (its algorithm's ``extendable`` fields,
@@ -357,10 +356,7 @@ class TrainingSession:
             yield
         except Exception as err:  # torch, safetensors and the OS each report a full disk their own way
             shutil.rmtree(tmp, ignore_errors=True)
-            free = shutil.disk_usage(self.out).free
-            full = free < 256 * 2**20 or getattr(err, "errno", None) == errno.ENOSPC or "No space left" in str(err)
-            cause = f"the disk is full ({free / 2**20:.1f} MiB free)" if full else \
-                f"{type(err).__name__}: {str(err)[:200]}"
+            cause = write_failure(err, self.out)
             raise TrainFailed(f"could not write {tmp.name.removesuffix('.tmp')} in {self.out}: {cause}; free some "
                              "space and continue with --resume (the last complete checkpoint is kept)") from None
 
@@ -407,14 +403,17 @@ class TrainingSession:
         return final
 
     def close(self) -> None:
-        """Close the episode store and release the directory (also after a failure)."""
-        if self.store is not None:
-            self.store.close()
-            self.store = None
-        if self.rollouts is not None:
-            self.rollouts.close()
-            self.rollouts = None
-        self.lock.release()
+        """Close the episode store and the rollout engine and release the directory (also after a failure)."""
+        store, rollouts, self.store, self.rollouts = self.store, self.rollouts, None, None
+        try:
+            if store is not None:
+                store.close()
+        finally:
+            try:
+                if rollouts is not None:
+                    rollouts.close()
+            finally:
+                self.lock.release()
 
     def engine_gap(self, seqs: Sequence[RoleSequence]) -> dict[str, float]:
         """``engine_logprob_diff`` and ``engine_ratio_outliers`` of this iteration's sequences when a rollout
