@@ -428,3 +428,15 @@ def test_the_store_refuses_what_its_readers_could_not_read(tmp_path):
             store.append(Episode("nan", "refine-v0", {}, 0, {"solver": "x"}, {}, scores={"solver": float("nan")}))
         store.append(Episode("fine", "refine-v0", {}, 1, {"solver": "x"}, {}, scores={"solver": 1.0}))
     assert [e.id for e in EpisodeStore(tmp_path)] == ["fine"], "what was refused never reached the file"
+
+
+def test_secrets_are_removed_from_values_never_from_the_json_text(tmp_path, monkeypatch):
+    from arena.play.episode import Episode
+
+    monkeypatch.setenv("MY_TOKEN", "12345678")  # a secret made of digits must not cut a number
+    monkeypatch.setenv("OTHER_API_KEY", 'quo"ted\\key')  # one JSON escapes must still be found
+    with EpisodeStore(tmp_path).open() as store:
+        store.append(Episode("e", "refine-v0", {}, 9123456789, {"solver": "x"},
+                             {"solver": 'say 12345678 and quo"ted\\key'}))
+    [episode] = list(EpisodeStore(tmp_path))
+    assert episode.seed == 9123456789 and episode.briefs["solver"] == "say [REDACTED] and [REDACTED]"
