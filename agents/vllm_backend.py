@@ -68,6 +68,10 @@ class VLLMPolicy(Policy):
         self.sampling = sampling or SamplingConfig()
         self.prompts = ChatPrompts(AutoTokenizer.from_pretrained(folder))
         engine["gpu_memory_utilization"] = gpu_memory_utilization or (0.3 if cpu else 0.9)
+        if cpu:
+            # vLLM 0.32's CPU build cannot rewind a seeded request's generator when a prefill is split across
+            # steps ("CPU Generator does not use offset"): with 40+ prompts of 200 tokens at once, the engine died
+            engine.setdefault("enable_chunked_prefill", False)
         if max_model_len:
             engine["max_model_len"] = max_model_len
         try:

@@ -65,6 +65,16 @@ def test_ids_and_logprobs_are_the_sampled_ones_and_seeded_per_request(engine):
 
 
 @needs_vllm
+def test_many_long_prompts_at_once(engine):
+    """More prompt tokens than one engine step takes (48 prompts, over 4,096 tokens): the CPU build died
+    splitting a seeded prefill across steps; the backend turns chunked prefill off there."""
+    long = "Items: 3 books, 2 hats, 1 ball. Your values: book 1, hat 2, ball 3. " * 4
+    outs = engine.generate([_request(f"Round {i}. " + long, i) for i in range(48)])  # no shared prefix
+    assert all(o.error is None and o.token_ids for o in outs)
+    assert sum(len(o.prompt_token_ids) for o in outs) > 4096
+
+
+@needs_vllm
 def test_prompts_are_token_exact_like_the_hf_backend(engine):
     """Turn 2's prompt is turn 1's prompt and sampled ids, then the new observation: no re-tokenisation."""
     first = engine.generate([_request("Items: 1 book, 2 hats", 3)])[0]
