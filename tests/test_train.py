@@ -310,8 +310,7 @@ def test_curves_keep_counts_out_of_the_rates_panel():
 
 
 def test_lora_weights_pushed_to_an_engine_are_the_merged_model_and_leave_the_base_alone(tiny_model_dir):
-    pytest.importorskip("peft", reason="LoRA needs peft (the `lora` or `dev` extra)")
-    import copy
+    import copy  # peft comes with the dev extra
 
     from agents.sampling import SamplingConfig
     from arena.train.model import LoraSettings, TrainableModel
