@@ -16,17 +16,17 @@ from agents.human import HumanPolicy
 from agents.rule_based import RandomPolicy, ScriptedPolicy
 from agents.sampling import SamplingConfig
 from agents.seed import seed_model_dir
-from games.options import Config, option, suggest
+from games.options import Config, OptionError, option, suggest
 
-__all__ = ["MODEL_KINDS", "EndpointOptions", "LoadContext", "TransformersOptions", "VLLMOptions", "backend_options",
-           "load", "register_policy", "policy_kinds", "parse_spec"]
+__all__ = ["MODEL_KINDS", "EndpointOptions", "LoadContext", "TransformersOptions", "VLLMOptions", "VLLMServerOptions",
+           "backend_options", "load", "register_policy", "policy_kinds", "parse_spec"]
 
 PolicyFactory = Callable[[str, str, "LoadContext"], Policy]
 _FACTORIES: dict[str, tuple[PolicyFactory, str, bool]] = {}  # name -> (factory, help, takes an argument)
 _OPTIONS: dict[str, type[Config]] = {}  # name -> the [backend] keys its factory takes
 
 #: The agent kinds that take a scenario's ``[backend]`` table (the model backends).
-MODEL_KINDS = ("hf", "seed", "vllm", "openai")
+MODEL_KINDS = ("hf", "seed", "vllm", "vllm-server", "openai")
 
 
 @dataclass
@@ -73,13 +73,32 @@ class VLLMOptions(Config):
                         choices=("auto", "float32", "bfloat16", "float16"))
     gpu_memory_utilization: float = option(0.0, "share of the GPU's memory (on a CPU build: of the machine's) "
                                            "the engine may take; 0: 0.9 on a GPU, 0.3 on a CPU", min=0.0, max=1.0)
-    kv_cache_gb: float = option(1.0, "CPU build only: GiB of memory for the KV cache (VLLM_CPU_KVCACHE_SPACE)",
-                                min=0.0)
+    kv_cache_gb: float = option(0.0, "CPU build only: whole GiB of memory for the KV cache (0: the variable "
+                                "VLLM_CPU_KVCACHE_SPACE if set, else 1)", min=0.0)
     max_model_len: int = option(0, "longest prompt plus completion in tokens (0: the model's context)", min=0)
     max_num_seqs: int = option(256, "sequences the engine runs at once", min=1)
     enforce_eager: bool = option(True, "no CUDA graphs or torch.compile: fast start; false on a GPU for speed")
     enable_prefix_caching: bool = option(True, "reuse the KV cache of shared prompt prefixes")
     tensor_parallel_size: int = option(1, "GPUs one model is split over", min=1)
+    enable_sleep_mode: bool = option(False, "GPU only: in training with [rollout] engine = \"vllm\", the engine "
+                                     "frees its GPU memory while the trainer updates")
+
+    def validate(self) -> None:
+        if self.kv_cache_gb != int(self.kv_cache_gb):
+            raise OptionError(f"[backend] key 'kv_cache_gb' must be a whole number of GiB (vLLM's CPU build reads "
+                              f"an integer); got {self.kv_cache_gb:g}")
+
+
+@dataclass(frozen=True)
+class VLLMServerOptions(Config):
+    """``[backend]`` keys of ``vllm-server:URL`` agents (engines started with ``arena vllm-serve``)."""
+
+    _noun: ClassVar[str] = "[backend] key"
+    timeout: float = option(600.0, "seconds one batch of turns may take on a server", min=0.001)
+    sync_timeout: float = option(300.0, "seconds forming the weight group or one weight push may take", min=0.001)
+    sync_backend: str = option("auto", "how a trainer's weights travel: nccl (GPU to GPU, each process on its own "
+                               "GPU), gloo (through CPU memory: CPUs, or a trainer and an engine sharing one GPU); "
+                               "auto: nccl when the trainer's weights are on a GPU", choices=("auto", "gloo", "nccl"))
 
 
 def register_policy(name: str, factory: PolicyFactory, help: str, takes_argument: bool = False,
@@ -172,6 +191,13 @@ def _vllm(spec: str, arg: str, context: LoadContext) -> Policy:
     return VLLMPolicy(spec, arg, context.sampling, **options)
 
 
+def _vllm_server(spec: str, arg: str, context: LoadContext) -> Policy:
+    options = backend_options(spec, context.options)
+    from agents.vllm_server import VLLMServerPolicy, parse_servers
+
+    return VLLMServerPolicy(spec, parse_servers(arg), context.sampling, **options)
+
+
 def _register_builtins() -> None:
     register_policy("scripted", _rule_based(ScriptedPolicy), "the game's rule-based player")
     register_policy("random", _rule_based(RandomPolicy), "random legal-looking or garbage moves")
@@ -184,6 +210,8 @@ def _register_builtins() -> None:
                     options=EndpointOptions)
     register_policy("vllm", _vllm, "a vLLM engine (extra 'vllm' on a GPU, 'vllm-cpu' on a CPU): vllm:PATH", True,
                     options=VLLMOptions)
+    register_policy("vllm-server", _vllm_server, "vLLM engines in their own processes (arena vllm-serve): "
+                    "vllm-server:http://HOST:PORT[,URL...]", True, options=VLLMServerOptions)
 
 
 _register_builtins()

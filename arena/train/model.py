@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -182,6 +183,23 @@ class TrainableModel:
                     ref = torch.log_softmax(ref_logits, dim=-1).gather(-1, nxt).squeeze(-1)
         return TokenStats(logp, entropy.detach(), mask, ref, columns)
 
+    @torch.no_grad()
+    def logp_where(self, batch: Batch, where: torch.Tensor) -> torch.Tensor:
+        """The log-probabilities of the tokens predicted at the positions ``where`` marks (``input_ids[:, :-1]``'s
+        frame), flattened row by row: eval mode, no gradient, logits only at those positions."""
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            ids, where = batch.input_ids.to(self.device), where.to(self.device)
+            columns = where.any(0).nonzero().squeeze(-1)
+            keep = {self._keep_keyword: columns} if self._keep_keyword is not None else {}
+            logits = self.model(input_ids=ids, attention_mask=batch.attention.to(self.device), **keep).logits.float()
+            logits = logits[:, columns] if not keep else logits
+            logp = torch.log_softmax(logits, -1).gather(-1, ids[:, columns + 1].unsqueeze(-1)).squeeze(-1)
+            return logp[where[:, columns]]
+        finally:
+            self.model.train(was_training)
+
     def save(self, folder: str | Path) -> None:
         """``save_pretrained`` format; LoRA adapters are merged so the result loads as a plain model."""
         folder = Path(folder)
@@ -205,7 +223,8 @@ def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return total / mask.sum().clamp(min=1)
 
 
-def pg_loss(stats: TokenStats, batch: Batch, beta: float, is_cap: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
+def pg_loss(stats: TokenStats, batch: Batch, beta: float, is_cap: float = 0.0,
+            engine_gap: bool = False) -> tuple[torch.Tensor, dict[str, float]]:
     """Policy gradient: -advantage * log p on the role's own tokens, plus beta * KL to the reference.
 
     The KL is the k3 estimator, exp(r) - r - 1 with r = log p_ref - log p (non-negative, unbiased),
@@ -214,12 +233,22 @@ def pg_loss(stats: TokenStats, batch: Batch, beta: float, is_cap: float = 0.0) -
     ``is_cap > 0``: truncated importance sampling for tokens another engine sampled (vLLM): each token's
     term is weighted by min(exp(log p - log p_sampler), is_cap), held constant (no gradient through it), as
     TRL and verl do; tokens without the sampler's log-probability keep weight 1.
+
+    ``engine_gap``: also measure how far the sampler's log-probabilities are from these (the update's own
+    forward pass, before its step: free): ``engine_logprob_diff`` and ``engine_ratio_outliers`` (the share
+    of tokens whose ratio is outside [0.5, 2]).
     """
     mask = stats.mask
     advantage = stats.select(batch.advantage[:, :-1]).to(stats.logp.device)
     weight = stats.select(batch.kl_weight[:, :-1]).to(stats.logp.device)
     term = -advantage * stats.logp
     metrics: dict[str, float] = {}
+    if engine_gap and batch.sampled_logp is not None:
+        sampler = stats.select(batch.sampled_logp[:, :-1]).to(stats.logp.device)
+        gap = (stats.logp.detach() - sampler)[mask & torch.isfinite(sampler)].double()
+        if gap.numel():
+            metrics["engine_logprob_diff"] = float(gap.abs().mean())
+            metrics["engine_ratio_outliers"] = float((gap.abs() > math.log(2)).double().mean())
     if is_cap > 0 and batch.sampled_logp is not None:
         sampler = stats.select(batch.sampled_logp[:, :-1]).to(stats.logp.device)
         known = mask & torch.isfinite(sampler)

@@ -66,7 +66,6 @@ def run(session: TrainingSession, config: PGConfig, state: dict[str, Any] | None
         episodes = session.play(session.plans(iteration, config.groups, config.group_size))
         seqs = session.sequences(episodes)
         session.check_episodes(episodes, f"iteration {iteration}")
-        gap = session.engine_gap(seqs)  # the weights that sampled them, before this update
         values = turn_values(seqs, config.gamma)
         if config.estimator == "reinforce":
             running_baseline_advantages(seqs, values, state["baselines"], config.baseline_momentum)
@@ -74,11 +73,11 @@ def run(session: TrainingSession, config: PGConfig, state: dict[str, Any] | None
         else:
             flat = group_advantages(seqs, values, config.estimator)
         with session.timed("update"):
-            loss = lambda stats, batch: pg_loss(stats, batch, config.beta, config.engine_is_cap)  # noqa: E731
+            loss = lambda stats, batch: pg_loss(stats, batch, config.beta, config.engine_is_cap,  # noqa: E731
+                                                engine_gap=session.rollouts is not None)
             metrics = gradient_step(model, optimizer, seqs, loss, config.batch_tokens, config.max_grad_norm,
                                     with_reference=config.beta > 0)
         metrics.update(episode_metrics(episodes, session.scenario.trained_roles), zero_variance_share=flat)
-        metrics.update(gap)
         state["first"] = state["first"] or metrics
         metrics["warnings"] = collapse_warnings(metrics, state["first"])
         session.log_metrics(metrics)

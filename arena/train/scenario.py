@@ -82,14 +82,29 @@ class TrainRunSection(Section):
 
 @dataclass(frozen=True)
 class TrainRolloutSection(Section):
-    engine: str = option("hf", "what samples the trained roles' moves: hf (the trained module itself) or vllm (a vLLM "
-                         "engine in this process that receives the new weights after every update)",
-                         choices=("hf", "vllm"))
-    vllm: dict[str, Any] = option({}, "the vLLM engine's keys, as the [backend] of a vllm: agent (e.g. "
-                                  "{ gpu_memory_utilization = 0.3, dtype = \"float32\" })")
+    engine: str = option("hf", "what samples the trained roles' moves: hf (the trained module itself), vllm (a vLLM "
+                         "engine in this process that receives the new weights after every update) or vllm-server "
+                         "(engines started with `arena vllm-serve`, weights sent over torch.distributed)",
+                         choices=("hf", "vllm", "vllm-server"))
+    vllm: dict[str, Any] = option({}, "the engine's keys: for vllm, a vllm: agent's [backend] (e.g. "
+                                  "{ gpu_memory_utilization = 0.3, dtype = \"float32\" }); for vllm-server, "
+                                  "{ timeout, sync_timeout }")
+    servers: list[str] = option([], "vllm-server only: the URLs of the engines (e.g. [\"http://127.0.0.1:8100\"]); "
+                                "a rollout's turns are split between them")
 
     def validate(self) -> None:
-        backend_options("vllm:policy", self.vllm)  # names, types and ranges, before anything starts
+        if self.engine == "vllm-server":
+            if not self.servers:
+                raise OptionError("engine 'vllm-server' needs servers, the URLs of `arena vllm-serve` engines, "
+                                  "e.g. servers = [\"http://127.0.0.1:8100\"]")
+            bad = [u for u in self.servers if not isinstance(u, str) or not u.startswith(("http://", "https://"))]
+            if bad:
+                raise OptionError(f"servers must be URLs such as \"http://127.0.0.1:8100\"; got {bad[0]!r}")
+            backend_options("vllm-server:" + ",".join(self.servers), self.vllm)
+        elif self.servers:
+            raise OptionError(f"servers is for engine 'vllm-server'; engine is {self.engine!r}")
+        else:
+            backend_options("vllm:policy", self.vllm)  # names, types and ranges, before anything starts
 
 
 @dataclass(frozen=True)

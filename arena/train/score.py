@@ -90,7 +90,6 @@ def run(session: TrainingSession, config: SCoReConfig, state: dict[str, Any] | N
         episodes = session.play(session.plans(iteration, config.groups, config.group_size))
         seqs = session.sequences(episodes)
         session.check_episodes(episodes, f"iteration {iteration}")
-        gap = session.engine_gap(seqs)  # the weights that sampled them, before this update
         values = [attempt_values(s.rewards, stage, config.alpha) for s in seqs]
         flat = group_advantages(seqs, values, config.estimator)
         if stage == 1:  # only second attempts are credited: the first attempts' cells are flat by design
@@ -102,12 +101,12 @@ def run(session: TrainingSession, config: SCoReConfig, state: dict[str, Any] | N
             if stage == 1:
                 s.advantages[0] = 0.0  # stage I never pushes the first attempt towards reward
         with session.timed("update"):
-            loss = lambda stats, batch: pg_loss(stats, batch, 1.0, config.engine_is_cap)  # noqa: E731
+            loss = lambda stats, batch: pg_loss(stats, batch, 1.0, config.engine_is_cap,  # noqa: E731
+                                                engine_gap=session.rollouts is not None)
             metrics = gradient_step(model, optimizer, seqs, loss, config.batch_tokens, config.max_grad_norm,
                                     with_reference=True)
         metrics.update(episode_metrics(episodes, session.scenario.trained_roles), zero_variance_share=flat,
                        stage=float(stage))
-        metrics.update(gap)
         state["first"] = state["first"] or metrics
         metrics["warnings"] = collapse_warnings(metrics, state["first"])
         session.log_metrics(metrics)

@@ -103,8 +103,10 @@ class TrainingSession:
         init = seed_model_dir() if scenario.init == "seed" else Path(scenario.init.split(":", 1)[1])
         self.model = TrainableModel(init, POLICY, scenario.sampling, lora=scenario.lora,
                                     max_batch_size=scenario.run.concurrency, precision=scenario.run.precision)
-        if scenario.rollout.engine == "vllm":
-            self.rollouts = VLLMRollouts(init, scenario.sampling, scenario.rollout.vllm)
+        if scenario.rollout.engine != "hf":
+            self.rollouts = VLLMRollouts(scenario.rollout.engine, init, scenario.sampling, scenario.rollout.vllm,
+                                         scenario.rollout.servers)
+            self.rollouts.check_model(self.model)
         specs = {s for s in scenario.roles.values() if s != POLICY} | {scenario.eval.opponents}
         self.others = load_policies(specs, scenario.sampling)
         self.iteration = 0
@@ -205,6 +207,8 @@ class TrainingSession:
         with self.timed("play"):
             episodes = list(BatchedRollout(policies, self.scenario.run.concurrency,
                                            block=max(len(plans), self.scenario.run.concurrency)).run(plans))
+        if self.rollouts is not None:
+            self.rollouts.rest()
         if self.store is not None:
             for e in episodes:
                 self.store.append(e)
