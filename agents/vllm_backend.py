@@ -162,7 +162,7 @@ class VLLMPolicy(Policy):
             raise PolicyError(f"{self.spec}: a trainer's weights can be pushed only into an engine with "
                               f"tensor_parallel_size = 1 (this one has {self.tensor_parallel_size}); run one "
                               "engine per GPU (server mode) instead")
-        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": iter(list(weights))})
+        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": iter(weights)})  # lazily: no copy
         self.llm.reset_prefix_cache()
 
     def sleep(self) -> None:

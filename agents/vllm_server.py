@@ -38,7 +38,7 @@ import httpx
 from agents.base import Completion, Policy, PolicyError, TurnRequest
 from agents.sampling import SamplingConfig
 from agents.secrets import redact
-from agents.weight_sync import WeightGroup, describe, local_address
+from agents.weight_sync import BUCKET_BYTES, WeightGroup, describe, gpu_id, local_address
 
 __all__ = ["EngineServer", "VLLMServerPolicy", "parse_servers"]
 
@@ -64,7 +64,7 @@ class EngineServer:
         self.policy = policy
         self.lock = threading.Lock()
         self.group: WeightGroup | None = None
-        self.pushes = 0
+        self.pushes = self.served = 0
         self.httpd = ThreadingHTTPServer((host, port), _handler(self))
         self.httpd.daemon_threads = True
 
@@ -86,6 +86,7 @@ class EngineServer:
         config = self.policy.llm.llm_engine.model_config
         hf = config.hf_config
         return {"model": str(config.model), "max_model_len": int(self.policy.max_length), "pushes": self.pushes,
+                "served": self.served, "gpu": gpu_id() if self.policy.device_type == "cuda" else None,
                 "architecture": {k: getattr(hf, k, None) for k in ("model_type", "vocab_size", "hidden_size",
                                                                    "num_hidden_layers")}}
 
@@ -101,6 +102,7 @@ class EngineServer:
         with self.lock:
             self.policy.sampling = sampling
             completions = self.policy.generate(requests)
+            self.served += len(requests)
         return {"completions": [{k: getattr(c, k) for k in _COMPLETION_KEYS} for c in completions]}
 
     def join(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -120,7 +122,7 @@ class EngineServer:
             if self.group is None:
                 raise ValueError("no weight group: POST /weights/join first")
             started = time.perf_counter()
-            received = self.group.receive(meta)
+            received = self.group.receive(meta, int(body.get("bucket_bytes", BUCKET_BYTES)))
             try:
                 self.policy.load_weights(received)
             finally:
@@ -161,14 +163,18 @@ def _handler(server: EngineServer) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(data)
 
         def _route(self, method: str) -> None:
+            try:
+                length = int(self.headers.get("Content-Length") or 0)
+            except ValueError:
+                length = 0
+            data = self.rfile.read(length) if length > 0 else b""  # read in full: the connection is kept alive
             route = routes.get((method, self.path.rstrip("/") or "/"))
             if route is None:
                 self._answer(404, {"error": f"no route {method} {self.path}; expected one of "
                                             f"{', '.join(f'{m} {p}' for m, p in routes)}"})
                 return
             try:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = json.loads(self.rfile.read(length) or b"{}") if method == "POST" else {}
+                body = json.loads(data or b"{}") if method == "POST" else {}
                 self._answer(200, route(body))
             except (ValueError, TypeError) as err:  # json.JSONDecodeError is a ValueError
                 self._answer(400, {"error": redact(str(err))})
@@ -227,6 +233,10 @@ class VLLMServerPolicy(Policy):
         self._client = httpx.Client(timeout=httpx.Timeout(timeout, connect=10.0))
         self._group: WeightGroup | None = None
         self.servers = [self._call(url, "GET", "/health") for url in self.urls]
+        for url, server in zip(self.urls, self.servers):
+            if not isinstance(server.get("architecture"), dict) or not isinstance(server.get("max_model_len"), int):
+                raise PolicyError(f"{spec}: {url} answers /health, but not as an `arena vllm-serve` server does (no "
+                                  "model description); point vllm-server: at servers started with `arena vllm-serve`")
         models = {json.dumps(s["architecture"], sort_keys=True) for s in self.servers}
         if len(models) > 1:
             served = "; ".join(f"{url}: {server['model']}" for url, server in zip(self.urls, self.servers))
@@ -241,7 +251,8 @@ class VLLMServerPolicy(Policy):
               timeout: float | None = None) -> dict[str, Any]:
         try:
             answer = self._client.request(method, url + path, json=body,
-                                          timeout=None if timeout is None else httpx.Timeout(timeout, connect=10.0))
+                                          timeout=httpx.USE_CLIENT_DEFAULT if timeout is None
+                                          else httpx.Timeout(timeout, connect=10.0))
         except httpx.TimeoutException:
             raise PolicyError(f"{self.spec}: the engine server at {url} did not answer {path} within "
                               f"{timeout or self.timeout:g} s") from None
@@ -262,14 +273,20 @@ class VLLMServerPolicy(Policy):
         if not requests:
             return []
         sampling = self.sampling.to_dict()
-        share = -(-len(requests) // len(self.urls))
-        parts = [(url, requests[i * share:(i + 1) * share]) for i, url in enumerate(self.urls)]
-        parts = [(url, part) for url, part in parts if part]
+        base, extra = divmod(len(requests), len(self.urls))  # 9 turns on 4 servers: 3, 2, 2, 2
+        bounds = [0]
+        for i in range(len(self.urls)):
+            bounds.append(bounds[-1] + base + (i < extra))
+        parts = [(url, requests[a:b]) for url, a, b in zip(self.urls, bounds, bounds[1:]) if b > a]
 
         def ask(url: str, part: Sequence[TurnRequest]) -> list[dict[str, Any]]:
             body = {"sampling": sampling, "requests": [{"messages": r.messages, "history_ids": r.history_ids,
                                                         "seed": int(r.seed)} for r in part]}
-            return self._call(url, "POST", "/generate", body)["completions"]
+            answer = self._call(url, "POST", "/generate", body).get("completions")
+            if not isinstance(answer, list) or len(answer) != len(part) or not all(isinstance(a, dict) for a in answer):
+                raise PolicyError(f"{self.spec}: {url} answered /generate with something other than "
+                                  f"{len(part)} completions; is it an `arena vllm-serve` server?")
+            return answer
 
         if len(parts) == 1:
             answers = ask(*parts[0])
@@ -283,10 +300,10 @@ class VLLMServerPolicy(Policy):
         call forms the weight group). The first failure on either side ends the push at once."""
         weights = list(weights)
         if self._group is None:
-            on_gpu = bool(weights) and weights[0][1].device.type == "cuda"
-            self._join(self.sync_backend if self.sync_backend != "auto" else "nccl" if on_gpu else "gloo")
+            device = weights[0][1].device if weights else None
+            self._join(self._backend(device), device)
         group = self._group
-        body = {"tensors": describe(weights)}
+        body = {"tensors": describe(weights), "bucket_bytes": BUCKET_BYTES}
         try:
             _together([lambda: group.send(weights)]
                       + [lambda url=url: self._call(url, "POST", "/weights/update", body, self.sync_timeout)
@@ -295,9 +312,25 @@ class VLLMServerPolicy(Policy):
             self._group = None  # a member may be gone: the next push forms a new group
             raise self._failure("sending the weights failed", err) from None
 
-    def _join(self, backend: str) -> None:
-        address = local_address(urlsplit(self.urls[0]).hostname or "127.0.0.1")
-        group = WeightGroup.host(address, len(self.urls), timeout=self.sync_timeout, backend=backend)
+    def _backend(self, device: Any) -> str:
+        """``sync_backend``, or for ``auto``: NCCL when the trainer's weights and every engine are on GPUs of
+        their own (NCCL refuses two members on one GPU), else gloo."""
+        if self.sync_backend != "auto":
+            return self.sync_backend
+        if device is None or device.type != "cuda":
+            return "gloo"
+        gpus = [gpu_id(device.index), *(server.get("gpu") for server in self.servers)]
+        return "nccl" if None not in gpus and len(set(gpus)) == len(gpus) else "gloo"
+
+    def _join(self, backend: str, device: Any) -> None:
+        addresses = {url: local_address(urlsplit(url).hostname or "127.0.0.1") for url in self.urls}
+        if len(set(addresses.values())) > 1:
+            raise PolicyError(f"{self.spec}: the servers are reached from different addresses of this machine "
+                              f"({', '.join(f'{u} from {a}' for u, a in addresses.items())}); the engines must all "
+                              "reach the trainer at one address: name every server by an address of one network")
+        address = next(iter(addresses.values()))
+        group = WeightGroup.host(address, len(self.urls), timeout=self.sync_timeout, backend=backend,
+                                 device=device.index if backend == "nccl" and device is not None else None)
         join = {"host": address, "port": group.port, "world_size": group.world_size, "timeout": self.sync_timeout,
                 "backend": backend}
         try:

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["BUCKET_BYTES", "WeightGroup", "buckets", "describe", "local_address"]
+__all__ = ["BUCKET_BYTES", "WeightGroup", "buckets", "describe", "gpu_id", "local_address"]
 
 #: The most bytes one broadcast carries.
 BUCKET_BYTES = 256 << 20
@@ -66,22 +66,25 @@ class WeightGroup:
     """One side of the trainer-to-engines group. The trainer calls :meth:`host` then :meth:`connect`; each
     engine calls :meth:`join` with the trainer's address and the port :meth:`host` chose."""
 
-    def __init__(self, store: Any, rank: int, world_size: int, address: str, timeout: float, backend: str):
+    def __init__(self, store: Any, rank: int, world_size: int, address: str, timeout: float, backend: str,
+                 device: int | None = None):
         if backend not in ("gloo", "nccl"):
             raise ValueError(f"a weight group's backend is gloo or nccl; got {backend!r}")
         self.store, self.rank, self.world_size = store, rank, world_size
         self.address, self.timeout, self.backend = address, timeout, backend
-        # NCCL moves GPU tensors (each member on its own GPU); gloo moves CPU tensors
-        self.device = torch.device("cuda", torch.cuda.current_device()) if backend == "nccl" else torch.device("cpu")
+        # NCCL moves GPU tensors (each member on its own GPU: ``device``, or the current one); gloo CPU tensors
+        self.device = torch.device("cuda", torch.cuda.current_device() if device is None else device) \
+            if backend == "nccl" else torch.device("cpu")
         self.port = int(store.port)
         self._group: Any = None
 
     @classmethod
-    def host(cls, address: str, engines: int, timeout: float = 300.0, backend: str = "gloo") -> WeightGroup:
+    def host(cls, address: str, engines: int, timeout: float = 300.0, backend: str = "gloo",
+             device: int | None = None) -> WeightGroup:
         """The trainer's side, listening on ``address`` (an interface the engines can reach) on a free port."""
         store = torch.distributed.TCPStore(address, 0, engines + 1, is_master=True, wait_for_workers=False,
                                            timeout=datetime.timedelta(seconds=timeout))
-        return cls(store, 0, engines + 1, address, timeout, backend)
+        return cls(store, 0, engines + 1, address, timeout, backend, device)
 
     @classmethod
     def join(cls, host: str, port: int, rank: int, world_size: int, timeout: float = 300.0,
@@ -128,8 +131,22 @@ class WeightGroup:
                 yield meta[i][0], part.view(meta[i][2])
 
     def close(self) -> None:
-        self._group = None
-        self.store = None
+        """Leave the group (its connections close with it)."""
+        group, self._group, self.store = self._group, None, None
+        shutdown = getattr(group, "shutdown", None) or getattr(group, "abort", None)
+        if shutdown is not None:
+            try:
+                shutdown()
+            except Exception:  # noqa: BLE001 - a peer already gone: nothing left to close
+                pass
+
+
+def gpu_id(index: int | None = None) -> str | None:
+    """A GPU's identity across processes (its UUID), to tell whether two processes share one GPU."""
+    if not torch.cuda.is_available():
+        return None
+    props = torch.cuda.get_device_properties(torch.cuda.current_device() if index is None else index)
+    return str(getattr(props, "uuid", "")) or None
 
 
 def _dtype(name: str) -> torch.dtype:

@@ -79,8 +79,12 @@ def _request(text: str, seed: int) -> TurnRequest:
                                             {"role": "user", "content": text}])
 
 
+def _health(url: str) -> dict:
+    return httpx.get(f"{url}/health", timeout=10).json()
+
+
 def _pushes(url: str) -> int:
-    return httpx.get(f"{url}/health", timeout=10).json()["pushes"]
+    return _health(url)["pushes"]
 
 
 def test_a_batch_split_between_servers_samples_what_one_server_samples(servers):
@@ -88,8 +92,10 @@ def test_a_batch_split_between_servers_samples_what_one_server_samples(servers):
     sampling = SamplingConfig(max_new_tokens=16)
     one, two = agents.load(f"vllm-server:{a}", sampling), agents.load(f"vllm-server:{a},{b}", sampling)
     try:
-        requests = [_request(f"Items: {i} books, 2 hats", seed=i) for i in range(6)]
+        requests = [_request(f"Items: {i} books, 2 hats", seed=i) for i in range(7)]
+        served = [_health(url)["served"] for url in (a, b)]
         alone, split = one.generate(requests), two.generate(requests)
+        assert [_health(url)["served"] - n for url, n in zip((a, b), served)] == [7 + 4, 3], "split 4 + 3"
         assert [c.token_ids for c in alone] == [c.token_ids for c in split]
         assert all(c.token_ids and len(c.logprobs) == len(c.token_ids) and c.prompt_token_ids for c in split)
         assert all(abs(x - y) < 1e-5 for c, d in zip(alone, split) for x, y in zip(c.logprobs, d.logprobs))
@@ -107,7 +113,7 @@ def test_training_samples_from_both_servers_and_pushes_every_update_to_both(serv
     """Each update reaches both engines over torch.distributed: right after a push the engines'
     log-probabilities are the trainer's (fp32 on a CPU), as with the in-process engine."""
     urls = [url for _, url in servers]
-    before = [_pushes(url) for url in urls]
+    before = [_health(url) for url in urls]
     scenario = tmp_path / "train.toml"
     scenario.write_text(TRAIN_ON_SERVERS.replace("SERVERS", json.dumps(urls)))
     result = arena("train", str(scenario), "--out", str(tmp_path / "run"), "--no-wandb")
@@ -115,8 +121,10 @@ def test_training_samples_from_both_servers_and_pushes_every_update_to_both(serv
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["iteration"] for r in rows] == [1, 2]
     assert all(r["engine_logprob_diff"] < 1e-3 and r["engine_ratio_outliers"] == 0.0 for r in rows), rows
-    pushes = [_pushes(url) - n for url, n in zip(urls, before)]
+    after = [_health(url) for url in urls]
+    pushes = [a["pushes"] - b["pushes"] for a, b in zip(after, before)]
     assert pushes[0] == pushes[1] >= 3, pushes  # the start, after each update (the evaluations reuse the last)
+    assert all(a["served"] > b["served"] for a, b in zip(after, before)), "both engines sampled turns"
 
 
 def test_a_server_of_another_model_or_none_is_one_clear_line(servers, tmp_path):

@@ -3,6 +3,7 @@ what an engine receives, bucket by bucket, and a peer that never comes is an err
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import time
 
@@ -56,3 +57,53 @@ def test_an_engine_that_never_joins_is_an_error_not_a_hang():
     with pytest.raises(torch.distributed.DistError, match="timeout"):
         group.connect()
     assert time.perf_counter() - started < 30
+
+
+def test_the_vllm_server_client_refuses_servers_that_are_not_arena_engines():
+    """An OpenAI server's /health (200, empty) and a /generate answer without its completions: one clear
+    PolicyError each, never a KeyError; the client needs no vLLM."""
+    import http.server
+    import threading
+
+    import agents
+    from agents.sampling import SamplingConfig
+    from agents.vllm_server import VLLMServerPolicy
+
+    health = {"model": "m", "max_model_len": 512, "architecture": {"vocab_size": 10}}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _send(self, data: bytes) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self):  # noqa: N802
+            self._send(json.dumps(health).encode() if self.server.arena else b"")
+
+        def do_POST(self):  # noqa: N802
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self._send(b'{"completions": []}')
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.arena = False
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        with pytest.raises(agents.PolicyError, match="not as an `arena vllm-serve` server does"):
+            agents.load(f"vllm-server:{url}")
+        server.arena = True
+        policy = VLLMServerPolicy(f"vllm-server:{url}", [url], SamplingConfig(max_new_tokens=8))
+        request = agents.TurnRequest(game="g", role="r", messages=[{"role": "user", "content": "hi"}],
+                                     observation={}, options=None, episode="e", turn=0, seed=1)
+        with pytest.raises(agents.PolicyError, match="other than 1 completions"):
+            policy.generate([request])
+        policy.close()
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -30,10 +30,13 @@ from games.text import printable
 def tournament_command(
     scenario_path: Path = typer.Argument(..., metavar="SCENARIO.toml", help="A tournament scenario file."),
     out: str | None = typer.Option(None, "--out", "-o", help="Output directory (overrides the scenario's run.out)."),
+    ray: str | None = typer.Option(None, "--ray", metavar="ADDRESS",
+                                   help="Play on a Ray cluster: 'local' (Ray on this machine, a worker per core) "
+                                        "or HOST:PORT (overrides [cluster] address)."),
 ) -> None:
     """Play a tournament (or resume it) and write its leaderboard, ratings.json and plots."""
     try:
-        t = load_tournament(scenario_path, out)
+        t = load_tournament(scenario_path, out, ray)
     except (CliError, *USER_ERRORS) as err:
         fail(str(err))
         return

@@ -53,11 +53,14 @@ def selfplay_command(
     ),
     out: str | None = typer.Option(None, "--out", "-o", help="Output directory (overrides the scenario's run.out)."),
     seed: int | None = typer.Option(None, "--seed", "-s", help="Run seed (overrides the scenario's run.seed)."),
+    ray: str | None = typer.Option(None, "--ray", metavar="ADDRESS",
+                                   help="Play on a Ray cluster: 'local' (Ray on this machine, a worker per core) "
+                                        "or HOST:PORT (overrides [cluster] address)."),
 ) -> None:
     """Play many episodes at once into OUT/episodes.jsonl; run it again to resume."""
     try:
         scenario = load_selfplay(scenario_path, {"episodes": episodes, "concurrency": concurrency,
-                                                 "out": out, "seed": seed})
+                                                 "out": out, "seed": seed}, ray)
     except (CliError, *USER_ERRORS) as err:
         fail(str(err))
         return

@@ -29,6 +29,9 @@ def vllm_serve_command(
         path = str(seed_model_dir()) if model == "seed" else model
         spec = f"vllm:{path}"
         options = backend_options(spec, {k: toml_value(v) for k, v in parse_key_values(backend, "--backend").items()})
+        if options.get("enable_sleep_mode"):
+            raise CliError("enable_sleep_mode is for an engine in the trainer's process ([rollout] engine = "
+                           "\"vllm\"); a served engine keeps its GPU to itself")
         from agents.vllm_backend import VLLMPolicy  # the optional vllm extra
         from agents.vllm_server import EngineServer
 

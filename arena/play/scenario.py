@@ -22,6 +22,9 @@
     concurrency = 16
     seed = 0
     out = "runs/selfplay"
+
+    [cluster]                        # optional: play on Ray workers (the `ray` extra; docs/scaling.md)
+    address = "local"                # or HOST:PORT of a running cluster; --ray ADDRESS on the command line
 """
 
 from __future__ import annotations
@@ -34,10 +37,11 @@ from typing import Any
 import games
 from agents.sampling import SamplingConfig
 from arena.config import ScenarioError, Section, check_backend, check_keys, load_plugins, read_toml, run_table
+from arena.play.cluster import ClusterSection
 from games.options import OptionError, option, suggest
 
-__all__ = ["GameSection", "SelfPlayRunSection", "SelfPlayScenario", "load_selfplay", "resolve_roles",
-           "selfplay_scenario"]
+__all__ = ["GameSection", "SelfPlayRunSection", "SelfPlayScenario", "cluster_section", "load_selfplay",
+           "resolve_roles", "selfplay_scenario"]
 
 
 @dataclass(frozen=True)
@@ -94,24 +98,39 @@ class SelfPlayScenario:
     backend: dict[str, Any]
     run: SelfPlayRunSection
     plugins: tuple[str, ...]
+    cluster: ClusterSection = ClusterSection()
 
     @property
     def out(self) -> Path:
         return Path(self.run.out) if self.run.out else Path("runs") / self.path.stem
 
 
-def load_selfplay(path: str | Path, overrides: Mapping[str, Any] | None = None) -> SelfPlayScenario:
-    """Read and check a self-play scenario file; ``overrides`` replace [run] keys (from CLI flags)."""
+def load_selfplay(path: str | Path, overrides: Mapping[str, Any] | None = None,
+                  ray: str | None = None) -> SelfPlayScenario:
+    """Read and check a self-play scenario file; ``overrides`` replace [run] keys (from CLI flags), ``ray``
+    the [cluster] address (``--ray``)."""
     path = Path(path)
-    return selfplay_scenario(read_toml(path), path, overrides)
+    return selfplay_scenario(read_toml(path), path, overrides, ray)
 
 
-def selfplay_scenario(data: Mapping[str, Any], path: Path, overrides: Mapping[str, Any] | None = None
-                      ) -> SelfPlayScenario:
+def cluster_section(data: Mapping[str, Any], where: str, ray: str | None = None) -> ClusterSection:
+    """A scenario's [cluster] section, its address replaced by ``--ray`` when given."""
+    table = data.get("cluster") or {}
+    if not isinstance(table, Mapping):
+        raise ScenarioError(f"{where}: [cluster] must be a table of keys")
+    try:
+        return ClusterSection.from_mapping({**table, **({"address": ray} if ray is not None else {})},
+                                           source=f"{where} [cluster]")
+    except OptionError as err:
+        raise ScenarioError(str(err)) from None
+
+
+def selfplay_scenario(data: Mapping[str, Any], path: Path, overrides: Mapping[str, Any] | None = None,
+                      ray: str | None = None) -> SelfPlayScenario:
     """Check a self-play scenario given as data (``path`` names it in errors, and relative plugin files and the
     default output directory are found from it)."""
     where = str(path)
-    check_keys(data, ["plugins", "game", "agents", "sampling", "backend", "run"], where)
+    check_keys(data, ["plugins", "game", "agents", "sampling", "backend", "run", "cluster"], where)
     plugins = load_plugins(data, where, path.parent)
     try:
         game = GameSection.from_mapping(data.get("game"), source=f"{where} [game]")
@@ -127,4 +146,4 @@ def selfplay_scenario(data: Mapping[str, Any], path: Path, overrides: Mapping[st
         raise ScenarioError(f"{where} [game]: {err}") from None
     roles = resolve_roles(agents, roles, f"{where} [agents]")
     backend = check_backend(data.get("backend") or {}, roles.values(), where)
-    return SelfPlayScenario(path, game, roles, sampling, backend, run, plugins)
+    return SelfPlayScenario(path, game, roles, sampling, backend, run, plugins, cluster_section(data, where, ray))

@@ -15,6 +15,7 @@ from typing import Any
 import games
 from agents.base import Policy
 from arena.play.batched import BatchedRollout, EpisodePlan, RolloutStats, make_plans
+from arena.play.cluster import RayRollout
 from arena.play.episode import SCHEMA_VERSION, Episode
 from arena.play.policies import load_policies
 from arena.play.scenario import SelfPlayScenario
@@ -67,7 +68,7 @@ class PlayCount:
     retried_failed: int = 0
 
 
-def play_into(store: EpisodeStore, rollout: BatchedRollout, plans: Sequence[EpisodePlan],
+def play_into(store: EpisodeStore, rollout: BatchedRollout | RayRollout, plans: Sequence[EpisodePlan],
               on_episode: Callable[[Episode, RolloutStats], None] | None = None,
               count: PlayCount | None = None) -> PlayCount:
     """Play the plans the store does not hold as finished, appending each episode as it ends.
@@ -95,16 +96,25 @@ def run_selfplay(scenario: SelfPlayScenario, on_episode: Callable[[Episode, Roll
                        scenario.game.options)
     with store.open(run_info(scenario)):
         already = sum(plans.holds(i) for i in store.done_ids())
-        owned = policies is None
-        policies = load_policies(set(scenario.roles.values()), scenario.sampling, scenario.backend) if owned \
-            else dict(policies)
-        try:
-            rollout = BatchedRollout(policies, scenario.run.concurrency, scenario.run.block or None)
-            count = play_into(store, rollout, plans, on_episode)
-        finally:
-            if owned:
-                for policy in policies.values():
-                    policy.close()
+        if scenario.cluster.address and policies is None:  # Ray workers load the policies, not this process
+            specs = {spec: spec for spec in scenario.roles.values()}
+            rollout = RayRollout(specs, scenario.sampling, scenario.backend, scenario.run.concurrency,
+                                 scenario.run.block or None, scenario.cluster, scenario.plugins)
+            try:
+                count = play_into(store, rollout, plans, on_episode)
+            finally:
+                rollout.close()
+        else:
+            owned = policies is None
+            policies = load_policies(set(scenario.roles.values()), scenario.sampling, scenario.backend) if owned \
+                else dict(policies)
+            try:
+                rollout = BatchedRollout(policies, scenario.run.concurrency, scenario.run.block or None)
+                count = play_into(store, rollout, plans, on_episode)
+            finally:
+                if owned:
+                    for policy in policies.values():
+                        policy.close()
         stored = [e for e in store if plans.holds(e.id)]
     log.info("self-play: %d episodes stored in %s (%d were already there)", len(stored), store.path, already)
     return SelfPlayResult(str(store.path), len(stored), count.played, rollout.stats, summarise(stored),

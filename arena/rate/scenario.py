@@ -16,7 +16,9 @@ from typing import Any
 import games
 from agents.sampling import SamplingConfig
 from arena.config import ScenarioError, Section, check_backend, check_keys, load_plugins, read_toml, run_table
+from arena.play.cluster import ClusterSection
 from arena.play.episode import SCHEMA_VERSION
+from arena.play.scenario import cluster_section
 from games.options import OptionError, option
 
 __all__ = ["GameEntry", "Tournament", "ScheduleSection", "RatingsSection", "TournamentRunSection", "load_tournament",
@@ -83,6 +85,7 @@ class Tournament:
     backend: dict[str, Any]
     run: TournamentRunSection
     plugins: tuple[str, ...] = ()
+    cluster: ClusterSection = ClusterSection()
 
     @property
     def out(self) -> Path:
@@ -155,17 +158,20 @@ def _games(entries: Any, where: str) -> tuple[GameEntry, ...]:
     return tuple(out)
 
 
-def load_tournament(path: str | Path, out: str | None = None) -> Tournament:
-    """Read and check a tournament scenario file (``out`` overrides its ``[run] out``)."""
+def load_tournament(path: str | Path, out: str | None = None, ray: str | None = None) -> Tournament:
+    """Read and check a tournament scenario file (``out`` overrides its ``[run] out``, ``ray`` its
+    ``[cluster] address``)."""
     path = Path(path)
-    return tournament_scenario(read_toml(path), path, out)
+    return tournament_scenario(read_toml(path), path, out, ray)
 
 
-def tournament_scenario(data: Mapping[str, Any], path: Path, out: str | None = None) -> Tournament:
+def tournament_scenario(data: Mapping[str, Any], path: Path, out: str | None = None,
+                        ray: str | None = None) -> Tournament:
     """Check a tournament scenario given as data (``path`` names it in errors, anchors relative plugin files and
     gives the default output directory)."""
     where = str(path)
-    check_keys(data, ["plugins", "agents", "games", "schedule", "ratings", "sampling", "backend", "run"], where)
+    check_keys(data, ["plugins", "agents", "games", "schedule", "ratings", "sampling", "backend", "run", "cluster"],
+               where)
     plugins = load_plugins(data, where, path.parent)
     agents = data.get("agents")
     if not isinstance(agents, Mapping) or len(agents) < 2:
@@ -186,4 +192,5 @@ def tournament_scenario(data: Mapping[str, Any], path: Path, out: str | None = N
     entries = _games(data.get("games"), where)
     specs = [*pool.values(), *(spec for g in entries for spec in g.partners.values())]
     return Tournament(path, pool, entries, schedule, ratings, sampling,
-                      check_backend(data.get("backend") or {}, specs, where), run, plugins)
+                      check_backend(data.get("backend") or {}, specs, where), run, plugins,
+                      cluster_section(data, where, ray))

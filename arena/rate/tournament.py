@@ -47,6 +47,7 @@ from agents.base import Policy
 from arena.config import ScenarioError
 from arena.output import atomic_write
 from arena.play.batched import BatchedRollout, EpisodePlan, RolloutStats
+from arena.play.cluster import RayRollout
 from arena.play.episode import Episode
 from arena.play.policies import load_policies
 from arena.play.selfplay import PlayCount, play_into
@@ -231,12 +232,18 @@ def run_tournament(t: Tournament, on_episode: Callable[[Episode, RolloutStats], 
         owned = policies is None
         partners = {partner_name(spec): spec for g in t.games for spec in g.partners.values()}
         wanted = set(t.agents.values()) | set(partners.values())
-        loaded = load_policies(wanted, t.sampling, t.backend) if owned else dict(policies)
-        missing = sorted(wanted - set(loaded))
-        if missing:
-            raise ScenarioError(f"no policy given for the agent specs {missing}")
-        by_name = {name: loaded[spec] for name, spec in {**t.agents, **partners}.items()}
-        rollout = BatchedRollout(by_name, t.run.concurrency)
+        rollout: BatchedRollout | RayRollout
+        if t.cluster.address and owned:  # Ray workers load the policies, not this process
+            loaded = {}
+            rollout = RayRollout({**t.agents, **partners}, t.sampling, t.backend, t.run.concurrency, None, t.cluster,
+                                 t.plugins)
+        else:
+            loaded = load_policies(wanted, t.sampling, t.backend) if owned else dict(policies)
+            missing = sorted(wanted - set(loaded))
+            if missing:
+                raise ScenarioError(f"no policy given for the agent specs {missing}")
+            rollout = BatchedRollout({name: loaded[spec] for name, spec in {**t.agents, **partners}.items()},
+                                     t.run.concurrency)
         all_plans: list[EpisodePlan] = []
         pairings: list[list[tuple[str, str]]] = []
         count = PlayCount()
@@ -267,6 +274,8 @@ def run_tournament(t: Tournament, on_episode: Callable[[Episode, RolloutStats], 
             if owned:
                 for policy in loaded.values():
                     policy.close()
+            if not isinstance(rollout, BatchedRollout):
+                rollout.close()
         stored = {e.id: e for e in store}
         save_plans(t.out, all_plans, pairings)  # while the directory is still ours
     return TournamentResult(t.out, all_plans, pairings, outcomes_from(t, all_plans, pairings, stored), count.played,

@@ -53,6 +53,7 @@ def gradient_step(model: TrainableModel, optimizer: torch.optim.Optimizer, seqs:
         return {"trained_tokens": 0.0}
     optimizer.zero_grad(set_to_none=True)
     sums: dict[str, float] = defaultdict(float)
+    shares: dict[str, float] = defaultdict(float)  # a metric some minibatches lack is averaged over the others
     for group in minibatches(trained, batch_tokens):
         batch = collate(group, model.pad_id)
         stats = model.token_stats(batch, with_reference=with_reference)
@@ -61,9 +62,10 @@ def gradient_step(model: TrainableModel, optimizer: torch.optim.Optimizer, seqs:
         (loss * share).backward()
         for k, v in metrics.items():
             sums[k] += v * share
+            shares[k] += share
     norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
     optimizer.step()
-    out = dict(sums)
+    out = {k: v / shares[k] for k, v in sums.items()}
     out.update(grad_norm=float(norm), trained_tokens=float(total))
     if not math.isfinite(out["grad_norm"]):
         raise FloatingPointError("the gradient is not finite; lower the learning rate")
