@@ -28,6 +28,9 @@ fi
 python -c "import torch, vllm; print(f'torch {torch.__version__}, CUDA {torch.version.cuda}, vLLM {vllm.__version__}, GPUs {torch.cuda.device_count()}')"
 
 export HF_HUB_OFFLINE=1
+# the tests hide GPUs unless told which to use (tests/conftest.py): every GPU here
+CUDA_VISIBLE_DEVICES="${CUDA_VISIBLE_DEVICES:-$(nvidia-smi --query-gpu=index --format=csv,noheader | paste -sd,)}"
+export CUDA_VISIBLE_DEVICES
 python -m pytest -q -rs tests/test_gpu.py tests/test_vllm.py tests/test_vllm_server.py tests/test_weight_sync.py
 
 echo "--- rollout throughput (seed model, negotiation self-play, fp32)"

@@ -1,11 +1,18 @@
 """Hermetic test settings: CPU, offline, seeded."""
 
 import os
+import secrets
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "disabled")
-os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")  # benchmarks/gpu_check.sh sets it: the GPU tests see the GPUs
+# The Ray clusters of tests/test_cluster.py use token authentication with this session's own token, set
+# before Ray is imported (it reads it once): whatever ~/.ray/auth_token holds (a local ray.init() writes
+# one there), only this session's processes can talk to them.
+os.environ["RAY_AUTH_MODE"] = "token"
+os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
+os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
 
 import pytest  # noqa: E402
 

@@ -1,5 +1,6 @@
 """A real Ray cluster on this machine for the tests: a head and further nodes, each `ray start ... --block` in
-a process group of its own (started and stopped here; `ray stop` would stop every cluster on the machine)."""
+a process group of its own (started and stopped here; `ray stop` would stop every cluster on the machine).
+Token authentication with the test session's own token (tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ from pathlib import Path
 from tests.servers import free_port
 
 RAY = str(Path(sys.executable).parent / "ray")
-ENV = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_DEDUP_LOGS": "0"}
 
 
 class RayCluster:
@@ -29,7 +29,8 @@ class RayCluster:
         log = self.folder / f"{name}.log"
         with log.open("w") as out:
             proc = subprocess.Popen([RAY, "start", *args, "--block", "--disable-usage-stats"], stdout=out,
-                                    stderr=subprocess.STDOUT, env=ENV, start_new_session=True)
+                                    stderr=subprocess.STDOUT, env=os.environ.copy(),
+                                    start_new_session=True)
         self.nodes.append(proc)
         return proc, log
 
@@ -87,3 +88,4 @@ class RayCluster:
     def __exit__(self, *exc: object) -> None:
         for proc in reversed(self.nodes):
             self.kill(proc, signal.SIGTERM)
+

@@ -241,3 +241,23 @@ def test_the_scenario_checks_its_cluster_section(tmp_path):
     with pytest.raises(Exception, match="Did you mean 'address'"):
         load_selfplay(path)
     assert load_selfplay(scenario_file(tmp_path, name="t"), ray="local").cluster == ClusterSection(address="local")
+
+
+def test_a_process_s_torch_threads_are_chosen_by_the_scenario(tmp_path):
+    """[run] threads sets this process's torch threads for its models (a cluster's workers: [cluster] threads)."""
+    before = torch.get_num_threads()
+    try:
+        path = scenario_file(tmp_path, episodes=2)
+        path.write_text(path.read_text().replace("block = 3\n", "block = 3\nthreads = 1\n"))
+        run_selfplay(load_selfplay(path, {"out": str(tmp_path / "out")}))
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_ray_local_starts_and_stops_ray_on_this_machine(tmp_path):
+    """`--ray local`: the command starts Ray here with a worker per core, plays, and stops it."""
+    path = scenario_file(tmp_path, agents='all = "scripted"', episodes=30)
+    result = arena("selfplay", str(path), "--out", str(tmp_path / "out"), "--ray", "local")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / "out" / "episodes.jsonl").read_text().count("\n") == 30

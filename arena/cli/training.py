@@ -38,17 +38,35 @@ def train_command(
     no_wandb: bool = typer.Option(False, "--no-wandb", help="Do not log to Weights & Biases."),
     set_: list[str] | None = typer.Option(None, "--set", help="Change one scenario key, KEY.PATH=VALUE (a TOML "
                                           "value or a bare word; repeatable), e.g. game.options.objective=coop."),
+    nproc: int = typer.Option(1, "--nproc", help="Data-parallel ranks on this machine (as torchrun "
+                              "--nproc-per-node): each plays its share of the episodes; gradients are summed."),
 ) -> None:
     """Train an agent from its own episodes (filtered behaviour cloning, policy gradient, SCoRe)."""
+    import os
+    import sys
+
     from arena.train.algorithms import load_train_scenario, train
     from arena.train.session import TrainError, TrainFailed
 
     try:
+        if nproc < 1:
+            raise CliError(f"--nproc must be at least 1; got {nproc}")
         overrides = {key: toml_value(value) for key, value in parse_key_values(set_, "--set").items()}
         scenario = load_train_scenario(scenario_path, out, overrides)
     except (CliError, *USER_ERRORS) as err:
         fail(str(err))
         return
+    if nproc > 1 and "WORLD_SIZE" not in os.environ:
+        from arena.train.launch import launch
+
+        args = [a for a in sys.argv[1:] if not a.startswith("--nproc")]
+        if "--nproc" in sys.argv[1:]:  # "--nproc N": drop its value too
+            i = sys.argv[1:].index("--nproc")
+            args = sys.argv[1:i + 1] + sys.argv[i + 3:]
+        code, failure = launch(nproc, args, scenario.out)
+        if failure:
+            fail(failure, code=code or 1)
+        raise typer.Exit(code)
     console.print(Text.assemble(("train ", "bold"), f"{scenario.algorithm} · {scenario.game} · "
                                 f"{', '.join(scenario.trained_roles)} from {scenario.init} → {scenario.out}"),
                   highlight=False, soft_wrap=True)

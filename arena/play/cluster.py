@@ -165,7 +165,11 @@ class RayRollout:
         except OSError as err:
             raise ClusterError(f"no Ray cluster answers at {cluster.address} ({err.strerror or err}); start one "
                                "with `ray start --head` and give the address it prints") from None
-        ray.init(address=cluster.address, log_to_driver=False, configure_logging=False)
+        try:
+            ray.init(address=cluster.address, log_to_driver=False, configure_logging=False)
+        except Exception as err:  # a cluster that refuses this process (token authentication), another Ray
+            raise ClusterError(f"could not join the Ray cluster at {cluster.address}: {_cause(err)} (with token "
+                               "authentication on, set RAY_AUTH_TOKEN to the cluster's token)") from None
         return False
 
     def _new_worker(self) -> Any:

@@ -14,9 +14,14 @@ __all__ = ["load_policies"]
 
 
 def load_policies(specs: Iterable[str], sampling: SamplingConfig,
-                  backend: Mapping[str, Any] | None = None) -> dict[str, Policy]:
+                  backend: Mapping[str, Any] | None = None, threads: int = 0) -> dict[str, Policy]:
     """One policy per distinct agent spec (roles with the same spec share it). If one fails to load, those
-    already loaded are closed before the error goes on."""
+    already loaded are closed before the error goes on. ``threads`` > 0 sets torch's CPU thread count for
+    this process (one per process when several share a machine)."""
+    if threads:
+        import torch  # only when asked: rule-based runs start without it
+
+        torch.set_num_threads(threads)
     policies: dict[str, Policy] = {}
     try:
         for spec in sorted(set(specs)):

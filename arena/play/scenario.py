@@ -63,6 +63,8 @@ class SelfPlayRunSection(Section):
     seed: int = option(0, "run seed: episode i gets a seed derived from (seed, i)", min=0)
     out: str = option("", "output directory (default: runs/<scenario name>)")
     block: int = option(0, "episodes scheduled together for exact resume (0: 4 x concurrency)", min=0)
+    threads: int = option(0, "torch CPU threads of this process's models (0: torch's default); a [cluster]'s "
+                          "workers take theirs from [cluster] threads", min=0)
     max_failed_share: float = option(0.1, "exit with status 1 when more than this share of the episodes failed "
                                      "(backend errors); run the command again to retry them", min=0.0, max=1.0)
 

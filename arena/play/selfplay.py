@@ -106,8 +106,8 @@ def run_selfplay(scenario: SelfPlayScenario, on_episode: Callable[[Episode, Roll
                 rollout.close()
         else:
             owned = policies is None
-            policies = load_policies(set(scenario.roles.values()), scenario.sampling, scenario.backend) if owned \
-                else dict(policies)
+            policies = load_policies(set(scenario.roles.values()), scenario.sampling, scenario.backend,
+                                     scenario.run.threads) if owned else dict(policies)
             try:
                 rollout = BatchedRollout(policies, scenario.run.concurrency, scenario.run.block or None)
                 count = play_into(store, rollout, plans, on_episode)

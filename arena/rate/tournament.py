@@ -238,7 +238,7 @@ def run_tournament(t: Tournament, on_episode: Callable[[Episode, RolloutStats], 
             rollout = RayRollout({**t.agents, **partners}, t.sampling, t.backend, t.run.concurrency, None, t.cluster,
                                  t.plugins)
         else:
-            loaded = load_policies(wanted, t.sampling, t.backend) if owned else dict(policies)
+            loaded = load_policies(wanted, t.sampling, t.backend, t.run.threads) if owned else dict(policies)
             missing = sorted(wanted - set(loaded))
             if missing:
                 raise ScenarioError(f"no policy given for the agent specs {missing}")

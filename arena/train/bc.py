@@ -104,7 +104,7 @@ def run(session: TrainingSession, config: FilteredBCConfig, state: dict[str, Any
             for group in minibatches(kept, config.batch_tokens, rng):
                 with session.timed("update"):
                     step = gradient_step(model, optimizer, group, lambda stats, batch: bc_loss(stats),
-                                         config.batch_tokens, config.max_grad_norm)
+                                         config.batch_tokens, config.max_grad_norm, ranks=session.ranks)
                 steps += 1
                 metrics["loss"] = step.get("loss", 0.0)
                 metrics["entropy"] = step.get("entropy", 0.0)

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from arena.train.data import RoleSequence, collate
+from arena.train.distributed import Ranks
 from arena.train.model import TokenStats, TrainableModel
 
 __all__ = ["gradient_step", "length_buckets", "minibatches"]
@@ -45,8 +46,14 @@ def minibatches(seqs: Sequence[RoleSequence], batch_tokens: int, rng: np.random.
 
 def gradient_step(model: TrainableModel, optimizer: torch.optim.Optimizer, seqs: Sequence[RoleSequence],
                   loss_fn: Callable[[TokenStats, Any], tuple[torch.Tensor, dict[str, float]]], batch_tokens: int,
-                  max_grad_norm: float, with_reference: bool = False) -> dict[str, float]:
-    """One optimiser step over all ``seqs``: gradients accumulated over minibatches, weighted by tokens."""
+                  max_grad_norm: float, with_reference: bool = False, ranks: Ranks | None = None) -> dict[str, float]:
+    """One optimiser step over all ``seqs``: gradients accumulated over minibatches, weighted by tokens.
+
+    With data-parallel ``ranks``, every rank holds all ``seqs``; each backpropagates its share (sequences
+    dealt round robin in length order, so the shares cost alike) and the gradients are summed over the ranks
+    before the step. Each minibatch is weighted by its share of all ranks' trained tokens, so the sum is the
+    one-process gradient whatever the split (up to the order of floating-point sums)."""
+    ranks = ranks or Ranks()
     trained = [s for s in seqs if s.trained_tokens]
     total = sum(s.trained_tokens for s in trained)
     if not total:
@@ -54,7 +61,8 @@ def gradient_step(model: TrainableModel, optimizer: torch.optim.Optimizer, seqs:
     optimizer.zero_grad(set_to_none=True)
     sums: dict[str, float] = defaultdict(float)
     shares: dict[str, float] = defaultdict(float)  # a metric some minibatches lack is averaged over the others
-    for group in minibatches(trained, batch_tokens):
+    mine = ranks.share(sorted(trained, key=lambda s: len(s.ids))) if ranks.world > 1 else trained
+    for group in minibatches(mine, batch_tokens):
         batch = collate(group, model.pad_id)
         stats = model.token_stats(batch, with_reference=with_reference)
         loss, metrics = loss_fn(stats, batch)
@@ -63,6 +71,8 @@ def gradient_step(model: TrainableModel, optimizer: torch.optim.Optimizer, seqs:
         for k, v in metrics.items():
             sums[k] += v * share
             shares[k] += share
+    sums, shares = ranks.merge(dict(sums), dict(shares))
+    ranks.sum_gradients(model.parameters())
     norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
     optimizer.step()
     out = {k: v / shares[k] for k, v in sums.items()}

@@ -76,7 +76,7 @@ def run(session: TrainingSession, config: PGConfig, state: dict[str, Any] | None
             loss = lambda stats, batch: pg_loss(stats, batch, config.beta, config.engine_is_cap,  # noqa: E731
                                                 engine_gap=session.rollouts is not None)
             metrics = gradient_step(model, optimizer, seqs, loss, config.batch_tokens, config.max_grad_norm,
-                                    with_reference=config.beta > 0)
+                                    with_reference=config.beta > 0, ranks=session.ranks)
         metrics.update(episode_metrics(episodes, session.scenario.trained_roles), zero_variance_share=flat)
         state["first"] = state["first"] or metrics
         metrics["warnings"] = collapse_warnings(metrics, state["first"])

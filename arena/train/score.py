@@ -104,7 +104,7 @@ def run(session: TrainingSession, config: SCoReConfig, state: dict[str, Any] | N
             loss = lambda stats, batch: pg_loss(stats, batch, 1.0, config.engine_is_cap,  # noqa: E731
                                                 engine_gap=session.rollouts is not None)
             metrics = gradient_step(model, optimizer, seqs, loss, config.batch_tokens, config.max_grad_norm,
-                                    with_reference=True)
+                                    with_reference=True, ranks=session.ranks)
         metrics.update(episode_metrics(episodes, session.scenario.trained_roles), zero_variance_share=flat,
                        stage=float(stage))
         state["first"] = state["first"] or metrics

@@ -23,7 +23,6 @@ would have done.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
@@ -51,22 +50,17 @@ from arena.play.summary import summarise
 from arena.train.checkpoint import find_checkpoint, read_checkpoint, restore_rng, write_checkpoint
 from arena.train.curves import plot_curves
 from arena.train.data import RoleSequence, role_sequences
+from arena.train.distributed import ranks
 from arena.train.engine import VLLMRollouts, logprob_gap
+from arena.train.errors import TrainError, TrainFailed
 from arena.train.model import TrainableModel
+from arena.train.rundir import prepare_dir
 from arena.train.scenario import POLICY, TrainScenario
 from games.seeds import setup_seed
 
 __all__ = ["TrainingSession", "TrainError", "TrainFailed"]
 
 log = logging.getLogger(__name__)
-
-
-class TrainError(RuntimeError):
-    """A training run cannot start or continue as asked (its input is wrong: exit status 2)."""
-
-
-class TrainFailed(TrainError):
-    """A training run started right but could not go on (a full disk, every episode failed: exit status 1)."""
 
 
 class TrainingSession:
@@ -83,9 +77,11 @@ class TrainingSession:
         self.store: EpisodeStore | None = None
         self._wandb: Any = None
         self.rollouts: VLLMRollouts | None = None
+        self.ranks = ranks()  # data-parallel ranks (arena.train.distributed); rank 0 alone writes
         self.lock = OutputLock(self.out)
         try:
-            self.lock.acquire()
+            if self.ranks.main:
+                self.lock.acquire()
         except RuntimeError as err:  # locked by another process, or --out names a file
             raise TrainError(str(err)) from None
         try:
@@ -96,7 +92,9 @@ class TrainingSession:
 
     def _start(self, resume: bool) -> None:
         scenario = self.scenario
-        self._prepare_dir(resume)
+        if self.ranks.main:
+            prepare_dir(self.out, self.scenario.info(), self.config, resume)
+        self.ranks.barrier()  # the others read the folder (a checkpoint to resume) once rank 0 has checked it
         if scenario.run.threads:
             torch.set_num_threads(scenario.run.threads)
         torch.manual_seed(scenario.run.seed)
@@ -112,57 +110,9 @@ class TrainingSession:
         self.iteration = 0
         self.started = time.perf_counter()
         self.seconds: dict[str, float] = defaultdict(float)  # where this iteration's time went (play, update)
-        self._wandb = self._start_wandb() if self._use_wandb else None
-        self.store = EpisodeStore(self.out).open(locked=True) if scenario.run.store_episodes else None
-
-    # ------------------------------------------------------------------ directory and resume
-    def _prepare_dir(self, resume: bool) -> None:
-        info = self.scenario.info()
-        meta = self.out / "train.json"
-        if meta.is_file():
-            if not resume:
-                raise TrainError(f"{self.out} already holds a training run; pass --resume to continue it, or "
-                                 "choose another --out")
-            stored = json.loads(meta.read_text(encoding="utf-8"))
-            different = sorted(k for k in set(stored) | set(info) if stored.get(k) != info.get(k))
-            if different == ["algorithm_config"] and self._is_extension(stored["algorithm_config"]):
-                self._reopen_final_evaluation()
-                different = []
-            if different:
-                raise TrainError(f"{self.out} was trained with different settings ({', '.join(different)}); "
-                                 "use another --out")
-        elif resume and any(p.name != OutputLock.FILE for p in self.out.iterdir()):
-            raise TrainError(f"nothing to resume in {self.out} (no train.json)")
-        self.out.mkdir(parents=True, exist_ok=True)
-        atomic_write(meta, json.dumps(info, indent=1, default=str) + "\n")
-
-    def _is_extension(self, stored: dict[str, Any]) -> bool:
-        """Whether the scenario only raises the stored run's length (its algorithm's ``extendable`` fields,
-        such as filtered BC's ``rounds``): then ``--resume`` trains on from the last checkpoint, exactly as a run
-        started with the larger number would have done. Lowering it is refused."""
-        cls = type(self.config)
-        old = cls.from_mapping(stored, source="the stored run's [algorithm]")
-        new = self.config
-        changed = [f.name for f in dataclasses.fields(old) if getattr(old, f.name) != getattr(new, f.name)]
-        if not changed or any(f not in getattr(cls, "extendable", ()) for f in changed):
-            return False
-        if any(getattr(new, f) < getattr(old, f) for f in changed):
-            raise TrainError(f"{self.out}: --resume can raise {', '.join(changed)} to train longer, not lower it "
-                             f"({', '.join(f'{getattr(old, f)} -> {getattr(new, f)}' for f in changed)})")
-        log.info("extending %s: %s", self.out,
-                 ", ".join(f"{f} {getattr(old, f)} -> {getattr(new, f)}" for f in changed))
-        return True
-
-    def _reopen_final_evaluation(self) -> None:
-        """A run trained on past its end: its old final evaluation becomes one along the way in eval.json."""
-        path = self.out / "eval.json"
-        if path.is_file():
-            history = json.loads(path.read_text(encoding="utf-8"))
-            for r in history["evaluations"]:
-                if r["label"] == "after":
-                    r["label"] = "during"
-            history["after"] = None
-            atomic_write(path, json.dumps(history, indent=1) + "\n")
+        self._wandb = self._start_wandb() if self._use_wandb and self.ranks.main else None
+        self.store = EpisodeStore(self.out).open(locked=True) if scenario.run.store_episodes and self.ranks.main \
+            else None
 
     def _start_wandb(self) -> Any:
         mode = os.environ.get("WANDB_MODE") or self.scenario.run.wandb
@@ -204,9 +154,14 @@ class TrainingSession:
         if self.rollouts is not None:
             with self.timed("sync"):
                 self.rollouts.follow(self.model)
+        mine = plans
+        if self.ranks.world > 1:  # this rank's groups (a group's plans share their set-up's seed)
+            share = set(self.ranks.share(list(dict.fromkeys(p.seed for p in plans))))
+            mine = [p for p in plans if p.seed in share]
         with self.timed("play"):
             episodes = list(BatchedRollout(policies, self.scenario.run.concurrency,
-                                           block=max(len(plans), self.scenario.run.concurrency)).run(plans))
+                                           block=max(len(mine), self.scenario.run.concurrency)).run(mine))
+            episodes = self.ranks.gather(episodes, [p.id for p in plans], lambda e: e.id)
         if self.rollouts is not None:
             self.rollouts.rest()
         if self.store is not None:
@@ -283,7 +238,8 @@ class TrainingSession:
         evals = history["evaluations"]
         history["before"] = next((r for r in evals if r["label"] == "before"), None)
         history["after"] = next((r for r in reversed(evals) if r["label"] == "after"), None)
-        atomic_write(path, json.dumps(history, indent=1) + "\n")
+        if self.ranks.main:
+            atomic_write(path, json.dumps(history, indent=1) + "\n")
 
     # ------------------------------------------------------------------ metrics
     @contextmanager
@@ -299,6 +255,8 @@ class TrainingSession:
         row = {"iteration": self.iteration, "minutes": (time.perf_counter() - self.started) / 60, **metrics,
                **{f"seconds/{k}": v for k, v in self.seconds.items()}}
         self.seconds.clear()
+        if not self.ranks.main:
+            return
         with open(self.out / "metrics.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(row, default=float) + "\n")
         if self._wandb is not None:
@@ -308,7 +266,7 @@ class TrainingSession:
     def _trim_metrics(self, last_iteration: int) -> list[str]:
         """Drop the metrics of iterations after ``last_iteration`` (and a torn last line); return the rows kept."""
         path = self.out / "metrics.jsonl"
-        if not path.is_file():
+        if not path.is_file() or not self.ranks.main:
             return []
         keep = [line for line in path.read_text(encoding="utf-8").splitlines()
                 if line.strip() and line.endswith("}") and json.loads(line)["iteration"] <= last_iteration]
@@ -342,6 +300,8 @@ class TrainingSession:
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self, state: dict[str, Any]) -> Path:
         folder = self.out / "checkpoints" / f"iter-{self.iteration:05d}"
+        if not self.ranks.main:
+            return folder
         with self._writing(folder.with_name(folder.name + ".tmp")):
             # the weights go in trainer_state.pt too: a LoRA run's adapters, not only the merged model
             write_checkpoint(folder, self.model.save, self.iteration, state, model=self.model.state_dict())
@@ -387,6 +347,9 @@ class TrainingSession:
     # ------------------------------------------------------------------ the end
     def finish(self) -> Path:
         final = self.out / "final"
+        if not self.ranks.main:  # rank 0 saves the model every rank holds
+            self.close()
+            return final
         tmp = final.with_name("final.tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         with self._writing(tmp):
@@ -418,6 +381,7 @@ class TrainingSession:
                     rollouts.close()
             finally:
                 self.lock.release()
+                self.ranks.close()
 
     def engine_gap(self, seqs: Sequence[RoleSequence]) -> dict[str, float]:
         """``engine_logprob_diff`` and ``engine_ratio_outliers`` of this iteration's sequences when a rollout
