@@ -137,7 +137,13 @@ def test_a_killed_rank_stops_the_run_and_resume_ends_where_an_uninterrupted_run_
     assert max_gap(weights(whole), weights(broken)) == 0.0, "the resumed run ends where the whole one ends"
 
 
-@pytest.mark.parametrize("args, message", [(["--nproc", "0"], "--nproc must be at least 1")])
-def test_bad_nproc_is_one_line(tmp_path, args, message):
-    assert message in one_error_line(arena("train", str(scenario(tmp_path, "pg")), "--out", str(tmp_path / "x"),
-                                           *args))
+@pytest.mark.parametrize("args, env, message", [
+    (["--nproc", "0"], {}, "--nproc must be at least 1"),
+    (["--nproc", "2"], {"WORLD_SIZE": "2", "RANK": "0"}, "give --nproc or torchrun, not both"),
+    (["--nproc", "2", "--set", "rollout.engine=vllm"], {}, "is not supported yet"),
+])
+def test_bad_nproc_is_one_line(tmp_path, args, env, message):
+    line = one_error_line(arena("train", str(scenario(tmp_path, "pg")), "--out", str(tmp_path / "x"), *args,
+                                env=env))
+    assert message in line, line
+    assert not (tmp_path / "x" / "train.json").exists(), "nothing was started"

@@ -56,7 +56,15 @@ def train_command(
     except (CliError, *USER_ERRORS) as err:
         fail(str(err))
         return
-    if nproc > 1 and "WORLD_SIZE" not in os.environ:
+    if nproc > 1 and "WORLD_SIZE" in os.environ:
+        fail(f"--nproc {nproc}: this process is already rank {os.environ.get('RANK', '?')} of a launch of "
+             f"{os.environ['WORLD_SIZE']} (WORLD_SIZE is set, as torchrun sets it); give --nproc or torchrun, not both")
+        return
+    if nproc > 1 and scenario.rollout.engine != "hf":
+        fail(f"--nproc {nproc} with [rollout] engine = \"{scenario.rollout.engine}\" is not supported yet (each rank "
+             "would start or push to engines of its own); use engine = \"hf\" with --nproc")
+        return
+    if nproc > 1:
         from arena.train.launch import launch
 
         args = [a for a in sys.argv[1:] if not a.startswith("--nproc")]

@@ -53,9 +53,11 @@ class ClusterSection(Section):
                           "running cluster (the address `ray start --head` prints)")
     workers: int = option(0, "rollout workers (Ray actors); 0: as many as the cluster's CPUs allow", min=0)
     cpus_per_worker: float = option(1.0, "CPUs Ray reserves for each worker", min=0.01)
+    gpus_per_worker: float = option(0.0, "GPUs Ray reserves for each worker (0: the workers see no GPU; set it "
+                                    "for hf: agents with device = \"cuda\" or vllm: agents)", min=0.0)
     threads: int = option(1, "torch threads in each worker (one per core is the best shape for small models)",
                           min=1)
-    timeout: float = option(60.0, "seconds to reach the cluster and to start the workers", min=1.0)
+    timeout: float = option(60.0, "seconds to reach the cluster's address and to start the workers", min=1.0)
     block_timeout: float = option(3600.0, "seconds one block of episodes may take on a worker", min=1.0)
     retries: int = option(3, "times a block whose worker died is played again on another", min=0)
 
@@ -173,7 +175,8 @@ class RayRollout:
         return False
 
     def _new_worker(self) -> Any:
-        worker = self._actor.options(num_cpus=self.cluster.cpus_per_worker, max_restarts=0).remote(*self._args)
+        worker = self._actor.options(num_cpus=self.cluster.cpus_per_worker, num_gpus=self.cluster.gpus_per_worker,
+                                     max_restarts=0).remote(*self._args)
         self.workers.append(worker)
         return worker
 

@@ -2,9 +2,11 @@
 
 Each rank is ``python -m arena train ...`` with torchrun's environment (``WORLD_SIZE``, ``RANK``,
 ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``). Rank 0 prints to the terminal; the others' output goes
-to ``OUT/ranks/rank-R.log``. When a rank fails or is killed, the others are stopped and the launcher says
-which rank and why, in one line; ``--resume`` continues from the last checkpoint. Ctrl-C stops every rank.
-Across machines, use torchrun itself (docs/scaling.md).
+to ``OUT/ranks/rank-R.log`` (appended). Each rank has one torch thread unless ``OMP_NUM_THREADS`` or
+``[run] threads`` says otherwise, as under torchrun. When a rank fails or is killed, the others are stopped
+and the launcher says which rank and why, in one line; ``--resume`` continues from the last checkpoint.
+Ctrl-C or SIGTERM (which the command turns into Ctrl-C) stops every rank. Across machines, use torchrun
+itself (docs/scaling.md).
 """
 
 from __future__ import annotations
@@ -54,9 +56,10 @@ def launch(nproc: int, args: list[str], out: Path) -> tuple[int, str | None]:
     logs.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "WORLD_SIZE": str(nproc), "LOCAL_WORLD_SIZE": str(nproc), "MASTER_ADDR": "127.0.0.1",
            "MASTER_PORT": str(_free_port())}
+    env.setdefault("OMP_NUM_THREADS", "1")  # as torchrun: ranks sharing a machine, one thread each by default
     procs = []
     for rank in range(nproc):
-        log = None if rank == 0 else (logs / f"rank-{rank}.log").open("w")
+        log = None if rank == 0 else (logs / f"rank-{rank}.log").open("a")  # appended: another run's stay
         procs.append(subprocess.Popen([sys.executable, "-m", "arena", *args], stdout=log or None,
                                       stderr=subprocess.STDOUT if log else None,
                                       env={**env, "RANK": str(rank), "LOCAL_RANK": str(rank)}))

@@ -101,6 +101,10 @@ class TrainingSession:
         init = seed_model_dir() if scenario.init == "seed" else Path(scenario.init.split(":", 1)[1])
         self.model = TrainableModel(init, POLICY, scenario.sampling, lora=scenario.lora,
                                     max_batch_size=scenario.run.concurrency, precision=scenario.run.precision)
+        if scenario.rollout.engine != "hf" and self.ranks.world > 1:
+            raise TrainError(f"[rollout] engine = \"{scenario.rollout.engine}\" with {self.ranks.world} data-parallel "
+                             "ranks is not supported yet (each rank would start or push to its own engines); use "
+                             "engine = \"hf\" with --nproc, or one trainer with vllm-server engines")
         if scenario.rollout.engine != "hf":
             self.rollouts = VLLMRollouts(scenario.rollout.engine, init, scenario.sampling, scenario.rollout.vllm,
                                          scenario.rollout.servers)
