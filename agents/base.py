@@ -22,11 +22,19 @@ from typing import Any
 
 from agents.secrets import redact
 
-__all__ = ["Completion", "Policy", "PolicyError", "TurnRequest", "checked_completion"]
+__all__ = ["Completion", "Policy", "PolicyError", "TurnRequest", "checked_completion", "error_line"]
 
 
 class PolicyError(RuntimeError):
     """A policy could not produce a move (bad spec, backend failure)."""
+
+
+def error_line(err: BaseException, limit: int = 300) -> str:
+    """The telling line of an error from a library (an engine, Ray, torch.distributed): its last non-empty
+    line, skipping pydantic's pointer to its docs, redacted and cut to ``limit`` characters."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    lines = [line for line in lines if not line.startswith("For further information")] or lines
+    return redact(lines[-1] if lines else "")[:limit]
 
 
 @dataclass

@@ -30,7 +30,7 @@ from typing import Any
 
 from transformers import AutoTokenizer
 
-from agents.base import Completion, Policy, PolicyError, TurnRequest
+from agents.base import Completion, Policy, PolicyError, TurnRequest, error_line
 from agents.chat_format import ChatPrompts
 from agents.sampling import SamplingConfig
 
@@ -46,11 +46,8 @@ def _cpu_build() -> bool:
 
 
 def _cause(err: BaseException) -> str:
-    """The telling line of an engine's error (its last, skipping pydantic's pointer to its docs), cut short."""
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    lines = [line for line in lines if not line.startswith("For further information")] or lines
-    cause = lines[-1].split(" Supported architectures:")[0] if lines else ""  # not vLLM's list of hundreds
-    return cause.removeprefix("Value error, ")[:300]
+    """The telling line of an engine's error, without vLLM's list of hundreds of supported architectures."""
+    return error_line(err, 10_000).split(" Supported architectures:")[0].removeprefix("Value error, ")[:300]
 
 
 class VLLMPolicy(Policy):

@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from agents.base import Completion, Policy, PolicyError, TurnRequest
+from agents.base import Completion, Policy, PolicyError, TurnRequest, error_line
 from agents.sampling import SamplingConfig
 from agents.secrets import redact
 from agents.weight_sync import BUCKET_BYTES, WeightGroup, describe, gpu_id, local_address
@@ -110,6 +110,8 @@ class EngineServer:
         if backend == "nccl" and self.policy.device_type != "cuda":
             raise ValueError("the trainer asked for NCCL, but this engine runs on a CPU; use sync_backend = \"gloo\"")
         with self.lock:
+            if self.group is not None:  # a trainer that joins again (after a failed push): the old group goes
+                self.group.close()
             self.group = None
             self.group = WeightGroup.join(_field(body, "host", str), int(_field(body, "port", int)),
                                           int(_field(body, "rank", int)), int(_field(body, "world_size", int)),
@@ -345,8 +347,7 @@ class VLLMServerPolicy(Policy):
     def _failure(self, what: str, err: Exception) -> PolicyError:
         if isinstance(err, PolicyError):
             return err
-        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-        return PolicyError(f"{self.spec}: {what} ({type(err).__name__}: {redact(lines[-1] if lines else '')[:200]})")
+        return PolicyError(f"{self.spec}: {what} ({type(err).__name__}: {error_line(err, 200)})")
 
     def close(self) -> None:
         if self._group is not None:

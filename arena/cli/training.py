@@ -67,11 +67,7 @@ def train_command(
     if nproc > 1:
         from arena.train.launch import launch
 
-        args = [a for a in sys.argv[1:] if not a.startswith("--nproc")]
-        if "--nproc" in sys.argv[1:]:  # "--nproc N": drop its value too
-            i = sys.argv[1:].index("--nproc")
-            args = sys.argv[1:i + 1] + sys.argv[i + 3:]
-        code, failure = launch(nproc, args, scenario.out)
+        code, failure = launch(nproc, _without_nproc(sys.argv[1:]), scenario.out)
         if failure:
             fail(failure, code=code or 1)
         raise typer.Exit(code)
@@ -117,6 +113,19 @@ def train_command(
         return
     console.print(f"trained model: {result['final']} (use it as the agent hf:{result['final']})", highlight=False,
                   soft_wrap=True)
+
+
+def _without_nproc(args: list[str]) -> list[str]:
+    """The command line a rank runs: this one without ``--nproc N`` / ``--nproc=N`` (typer keeps no raw argv)."""
+    out, skip = [], False
+    for arg in args:
+        if skip or arg.startswith("--nproc="):
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        else:
+            out.append(arg)
+    return out
 
 
 @app.command("run")

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import games
+from agents.base import error_line
 from agents.sampling import SamplingConfig
 from arena.config import ScenarioError, Section
 from arena.play.batched import BatchedRollout, EpisodePlan, RolloutStats
@@ -199,36 +200,38 @@ class RayRollout:
     # ------------------------------------------------------------------ playing
     def run(self, plans: Sequence[EpisodePlan], done: set[str] | frozenset[str] = frozenset()) -> Iterator[Episode]:
         """Play every plan whose id is not in ``done``; yield episodes as their blocks finish."""
-        pending: Iterator[EpisodePlan] | None = iter(plans)
-        queue: deque[_Task] = deque()
+        blocks = self._blocks(plans, done)
+        retries: deque[_Task] = deque()  # blocks whose worker was lost, played first
         flying: dict[Any, tuple[Any, _Task, float]] = {}  # play() ref -> (worker, task, when it started)
         started = time.perf_counter()
         try:
             while True:
-                while self.idle and (queue or pending is not None):
-                    if not queue:
-                        block = list(islice(pending, self.block)) if pending is not None else []
-                        if not block:
-                            pending = None
-                            break
-                        block_done = frozenset(p.id for p in block if p.id in done)
-                        if len(block_done) < len(block):
-                            queue.append(_Task(block, block_done))
-                        continue
-                    worker, task = self.idle.popleft(), queue.popleft()
+                while self.idle:
+                    task = retries.popleft() if retries else next(blocks, None)
+                    if task is None:
+                        break
+                    worker = self.idle.popleft()
                     flying[worker.play.remote(task.plans, task.done)] = (worker, task, time.monotonic())
-                if not flying and not queue and pending is None:
-                    return
-                if not flying and not self.idle and all(time.monotonic() - since > self.cluster.timeout
-                                                        for _, since in self.starting.values()):
-                    raise ClusterError(f"every rollout worker is gone ({self.lost} lost) and none could be started "
-                                       f"in {self.cluster.timeout:g} s; {len(queue)} blocks were left unplayed: run "
-                                       "the same command again to play them")
-                yield from self._collect(flying, queue)
+                if not flying:
+                    if self.idle:  # every block was handed out and has come back
+                        return
+                    if all(time.monotonic() - since > self.cluster.timeout for _, since in self.starting.values()):
+                        raise ClusterError(f"every rollout worker is gone ({self.lost} lost) and none could be "
+                                           f"started in {self.cluster.timeout:g} s; run the same command again to "
+                                           "play the rest")
+                yield from self._collect(flying, retries)
         finally:
             self.stats.wall_seconds += time.perf_counter() - started
 
-    def _collect(self, flying: dict[Any, tuple[Any, _Task, float]], queue: deque[_Task]) -> Iterator[Episode]:
+    def _blocks(self, plans: Sequence[EpisodePlan], done: set[str] | frozenset[str]) -> Iterator[_Task]:
+        """The blocks of ``plans`` that hold a plan not in ``done`` (made one at a time: plans may be lazy)."""
+        pending = iter(plans)
+        while block := list(islice(pending, self.block)):
+            block_done = frozenset(p.id for p in block if p.id in done)
+            if len(block_done) < len(block):
+                yield _Task(block, block_done)
+
+    def _collect(self, flying: dict[Any, tuple[Any, _Task, float]], retries: deque[_Task]) -> Iterator[Episode]:
         ray = self.ray
         waiting = [*flying, *self.starting]
         ready, _ = ray.wait(waiting, num_returns=1, timeout=5.0)
@@ -252,13 +255,13 @@ class RayRollout:
             except ray.exceptions.RayTaskError as err:  # an error in our code on the worker: not a lost worker
                 raise ClusterError(f"a rollout worker failed: {_cause(err)}") from None
             except ray.exceptions.RayError as err:  # the worker (or its node) is gone
-                self._lose(worker, task, queue, err)
+                self._lose(worker, task, retries, err)
                 continue
             self.idle.append(worker)
             self._add(stats)
             yield from episodes
 
-    def _lose(self, worker: Any, task: _Task, queue: deque[_Task], err: Exception) -> None:
+    def _lose(self, worker: Any, task: _Task, retries: deque[_Task], err: Exception) -> None:
         self.lost += 1
         task.tries += 1
         if task.tries > self.cluster.retries:
@@ -266,7 +269,7 @@ class RayRollout:
                                f"{type(err).__name__}); run the same command again to play it")
         log.warning("ray: a rollout worker was lost (%s); its block of %d episodes goes to another",
                     type(err).__name__, len(task.plans))
-        queue.appendleft(task)
+        retries.appendleft(task)
         try:
             self.ray.kill(worker)
         except Exception:  # noqa: BLE001 - it is gone already
@@ -293,6 +296,6 @@ class RayRollout:
 
 
 def _cause(err: BaseException) -> str:
+    """A Ray error's telling line: the error raised on the worker (``.cause``) when there is one."""
     cause = getattr(err, "cause", None) or err
-    lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
-    return f"{type(cause).__name__}: {lines[-1] if lines else ''}"[:300]
+    return f"{type(cause).__name__}: {error_line(cause)}"

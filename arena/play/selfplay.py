@@ -96,25 +96,24 @@ def run_selfplay(scenario: SelfPlayScenario, on_episode: Callable[[Episode, Roll
                        scenario.game.options)
     with store.open(run_info(scenario)):
         already = sum(plans.holds(i) for i in store.done_ids())
+        loaded: dict[str, Policy] = {}
+        rollout: BatchedRollout | RayRollout
         if scenario.cluster.address and policies is None:  # Ray workers load the policies, not this process
-            specs = {spec: spec for spec in scenario.roles.values()}
-            rollout = RayRollout(specs, scenario.sampling, scenario.backend, scenario.run.concurrency,
-                                 scenario.run.block or None, scenario.cluster, scenario.plugins)
-            try:
-                count = play_into(store, rollout, plans, on_episode)
-            finally:
-                rollout.close()
+            rollout = RayRollout({spec: spec for spec in scenario.roles.values()}, scenario.sampling,
+                                 scenario.backend, scenario.run.concurrency, scenario.run.block or None,
+                                 scenario.cluster, scenario.plugins)
         else:
-            owned = policies is None
-            policies = load_policies(set(scenario.roles.values()), scenario.sampling, scenario.backend,
-                                     scenario.run.threads) if owned else dict(policies)
-            try:
-                rollout = BatchedRollout(policies, scenario.run.concurrency, scenario.run.block or None)
-                count = play_into(store, rollout, plans, on_episode)
-            finally:
-                if owned:
-                    for policy in policies.values():
-                        policy.close()
+            if policies is None:
+                policies = loaded = load_policies(set(scenario.roles.values()), scenario.sampling, scenario.backend,
+                                                  scenario.run.threads)
+            rollout = BatchedRollout(policies, scenario.run.concurrency, scenario.run.block or None)
+        try:
+            count = play_into(store, rollout, plans, on_episode)
+        finally:
+            if isinstance(rollout, RayRollout):
+                rollout.close()
+            for policy in loaded.values():  # only the ones loaded here
+                policy.close()
         stored = [e for e in store if plans.holds(e.id)]
     log.info("self-play: %d episodes stored in %s (%d were already there)", len(stored), store.path, already)
     return SelfPlayResult(str(store.path), len(stored), count.played, rollout.stats, summarise(stored),
