@@ -141,9 +141,41 @@ def test_a_killed_rank_stops_the_run_and_resume_ends_where_an_uninterrupted_run_
     (["--nproc", "0"], {}, "--nproc must be at least 1"),
     (["--nproc", "2"], {"WORLD_SIZE": "2", "RANK": "0"}, "give --nproc or torchrun, not both"),
     (["--nproc", "2", "--set", "rollout.engine=vllm"], {}, "is not supported yet"),
+    (["--nproc", "2", "--set", "run.fsdp=true", "--set", "model.lora=true"], {}, "fsdp = true with LoRA"),
 ])
 def test_bad_nproc_is_one_line(tmp_path, args, env, message):
     line = one_error_line(arena("train", str(scenario(tmp_path, "pg")), "--out", str(tmp_path / "x"), *args,
                                 env=env))
     assert message in line, line
     assert not (tmp_path / "x" / "train.json").exists(), "nothing was started"
+
+
+def test_fsdp_ranks_train_as_one_process_and_resume_across_modes(tmp_path):
+    """[run] fsdp = true: the weights, gradients and Adam state are sharded over the two ranks, the rollouts
+    play on the weights gathered from the shards; the result is one process's (within the tolerance). A
+    checkpoint written by sharded ranks resumes in one process, and one process's resumes sharded: the
+    optimiser state goes through whole, keyed by parameter name."""
+    one_path = scenario(tmp_path, "pg")
+    fsdp = scenario(tmp_path, "fsdp", extra="fsdp = true")
+    one = arena("train", str(one_path), "--out", str(tmp_path / "one"), "--no-wandb")
+    two = arena("train", str(fsdp), "--out", str(tmp_path / "two"), "--no-wandb", "--nproc", "2")
+    assert one.returncode == 0 and two.returncode == 0, two.stdout[-2000:] + two.stderr[-2000:]
+    assert max_gap(weights(tmp_path / "one"), weights(tmp_path / "two")) < 1e-4
+    first, second = ([json.loads(x) for x in (tmp_path / r / "metrics.jsonl").read_text().splitlines()]
+                     for r in ("one", "two"))
+    assert [r["score/therapist"] for r in second] == pytest.approx([r["score/therapist"] for r in first], rel=1e-12)
+    assert [r["grad_norm"] for r in second] == pytest.approx([r["grad_norm"] for r in first], rel=1e-4)
+
+    def switched(out: str, first_path: Path, first_args: list[str], then_path: Path, then_args: list[str]) -> Path:
+        short = first_path.with_name(first_path.stem + "-short.toml")
+        short.write_text(first_path.read_text().replace("iterations = 3", "iterations = 2"))
+        start = arena("train", str(short), "--out", str(tmp_path / out), "--no-wandb", *first_args)
+        assert start.returncode == 0, start.stderr[-2000:]
+        rest = arena("train", str(then_path), "--out", str(tmp_path / out), "--no-wandb", "--resume", *then_args)
+        assert rest.returncode == 0, rest.stdout[-2000:] + rest.stderr[-2000:]
+        return tmp_path / out
+
+    sharded_then_one = switched("a", fsdp, ["--nproc", "2"], one_path, [])
+    one_then_sharded = switched("b", one_path, [], fsdp, ["--nproc", "2"])
+    for run in (sharded_then_one, one_then_sharded):
+        assert max_gap(weights(tmp_path / "one"), weights(run)) < 1e-4, run.name

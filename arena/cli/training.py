@@ -46,7 +46,7 @@ def train_command(
     import sys
 
     from arena.train.algorithms import load_train_scenario, train
-    from arena.train.session import TrainError, TrainFailed
+    from arena.train.session import TrainError, TrainFailed, unsupported_with_ranks
 
     try:
         if nproc < 1:
@@ -60,9 +60,9 @@ def train_command(
         fail(f"--nproc {nproc}: this process is already rank {os.environ.get('RANK', '?')} of a launch of "
              f"{os.environ['WORLD_SIZE']} (WORLD_SIZE is set, as torchrun sets it); give --nproc or torchrun, not both")
         return
-    if nproc > 1 and scenario.rollout.engine != "hf":
-        fail(f"--nproc {nproc} with [rollout] engine = \"{scenario.rollout.engine}\" is not supported yet (each rank "
-             "would start or push to engines of its own); use engine = \"hf\" with --nproc")
+    refused = unsupported_with_ranks(scenario, nproc)
+    if refused:
+        fail(refused)
         return
     if nproc > 1:
         from arena.train.launch import launch

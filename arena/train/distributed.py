@@ -87,6 +87,15 @@ class Ranks:
             p.grad = flat[offset:offset + n].view_as(g).clone()
             offset += n
 
+    def most(self, n: int) -> int:
+        """The largest of the ranks' ``n``."""
+        if self.world == 1:
+            return n
+        value = torch.tensor([n], device=f"cuda:{self.local_rank}" if torch.distributed.get_backend() == "nccl"
+                             else "cpu")
+        torch.distributed.all_reduce(value, op=torch.distributed.ReduceOp.MAX)
+        return int(value.item())
+
     def barrier(self) -> None:
         if self.world > 1:
             torch.distributed.barrier()

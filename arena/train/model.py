@@ -109,11 +109,92 @@ class TrainableModel:
         self.model = model
         self.device = next(model.parameters()).device
         check_precision(precision, self.device.type)
+        self._policy_args = (spec, path, sampling, max_batch_size)
         self.policy = TransformersPolicy(spec, path, sampling, model=model, tokenizer=tokenizer,
                                          max_batch_size=max_batch_size)
+        #: FSDP (:meth:`shard`): the whole weights, gathered from the shards, that play and are saved
+        self.player: Any = None
+        self._player_current = True
         self.pad_id = tokenizer.pad_token_id
         # transformers' keyword for computing logits at given positions only (older releases lack a tensor form)
         self._keep_keyword = "logits_to_keep" if logits_keep_keyword(model) == "logits_to_keep" else None
+
+    # ------------------------------------------------------------------ FSDP
+    @property
+    def sharded(self) -> bool:
+        return self.player is not None
+
+    def shard(self) -> None:
+        """Shard the trained weights, their gradients and the optimiser's state over the data-parallel ranks
+        (FSDP, ``torch.distributed.fsdp.fully_shard``: one unit per decoder layer, as the model's
+        ``_no_split_modules`` names them, and one for the rest); the frozen reference is sharded too.
+
+        Rollouts and saving use :attr:`player`, a plain module holding the whole weights (no gradients, no
+        optimiser state): :meth:`gather` refreshes it from the shards, a collective every rank calls. Every
+        rank must also run the same number of forward and backward passes (``gradient_step`` pads)."""
+        if self.lora is not None:
+            raise ValueError("fsdp = true with LoRA is not supported (LoRA's trained state is small already: "
+                             "train it data-parallel without fsdp)")
+        from torch.distributed.fsdp import fully_shard
+
+        player = copy.deepcopy(self.model).eval()
+        for p in player.parameters():
+            p.requires_grad_(False)
+        for module in (self.model, self.reference_model):
+            if module is None:
+                continue
+            units = set(getattr(module, "_no_split_modules", None) or ())
+            for sub in list(module.modules()):
+                if sub is not module and type(sub).__name__ in units:
+                    fully_shard(sub)
+            fully_shard(module)
+        self.player = player
+        spec, path, sampling, max_batch_size = self._policy_args
+        self.policy = TransformersPolicy(spec, path, sampling, model=player, tokenizer=self.tokenizer,
+                                         max_batch_size=max_batch_size)
+
+    def stepped(self) -> None:
+        """The trained weights changed (an optimiser step): the player is behind until :meth:`gather`."""
+        self._player_current = not self.sharded
+
+    def gather(self) -> None:
+        """FSDP: copy the whole current weights from the shards into :attr:`player` (every rank calls it
+        together; nothing to do when it is current or without FSDP)."""
+        if self._player_current:
+            return
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        whole = get_model_state_dict(self.model, options=StateDictOptions(full_state_dict=True))
+        with torch.no_grad():
+            self.player.load_state_dict(whole)
+        self._player_current = True
+
+    def optimizer_state(self, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+        """The optimiser's state to checkpoint: ``optimizer.state_dict()``, or with FSDP the whole state
+        gathered to rank 0 and keyed by parameter name (every rank calls it; the others get nothing)."""
+        if not self.sharded:
+            return optimizer.state_dict()
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+        return get_optimizer_state_dict(self.model, optimizer,
+                                        options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+    def load_optimizer_state(self, optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+        """Restore what :meth:`optimizer_state` saved, with or without FSDP either side (a run may resume
+        with another number of ranks, or with fsdp switched)."""
+        groups = state.get("param_groups") or [{}]
+        named = any(isinstance(k, str) for k in state.get("state", {})) or \
+            any(isinstance(p, str) for p in groups[0].get("params", ()))
+        if not named and not self.sharded:
+            optimizer.load_state_dict(state)
+            return
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+        if not named:  # positions in parameters() order -> parameter names
+            names = [n for n, p in self.model.named_parameters() if p.requires_grad]
+            state = {"state": {names[i]: v for i, v in state["state"].items()},
+                     "param_groups": [{**g, "params": [names[i] for i in g["params"]]} for g in state["param_groups"]]}
+        set_optimizer_state_dict(self.model, optimizer, state, options=StateDictOptions(full_state_dict=True))
 
     def merged_weights(self) -> list[tuple[str, torch.Tensor]]:
         """The weights as a plain model of the starting architecture names them (LoRA adapters merged in), for
@@ -204,17 +285,26 @@ class TrainableModel:
         """``save_pretrained`` format; LoRA adapters are merged so the result loads as a plain model."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        model = self.model
+        model = self.model if self.player is None else self.player  # FSDP: gathered beforehand
         if self.lora is not None:
             model = copy.deepcopy(self.model).merge_and_unload()
         model.save_pretrained(folder, safe_serialization=True)
         self.tokenizer.save_pretrained(folder)
 
     def state_dict(self) -> dict[str, Any]:
-        return {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
+        """The weights (the player's with FSDP: :meth:`gather` first)."""
+        model = self.model if self.player is None else self.player
+        return {k: v.detach().cpu() for k, v in model.state_dict().items()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state)
+        if self.player is None:
+            self.model.load_state_dict(state)
+            return
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+        self.player.load_state_dict(state)  # first: set_model_state_dict turns the dict's tensors into shards
+        set_model_state_dict(self.model, state, options=StateDictOptions(full_state_dict=True))
+        self._player_current = True
 
 
 def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -44,6 +44,17 @@ def minibatches(seqs: Sequence[RoleSequence], batch_tokens: int, rng: np.random.
     return batches
 
 
+def _state_bytes(model: TrainableModel, optimizer: torch.optim.Optimizer) -> int:
+    """Bytes this process holds of the trained weights, their gradients and the optimiser's state (its shard
+    of each with FSDP)."""
+    def size(t: Any) -> int:
+        t = t.to_local() if hasattr(t, "to_local") else t
+        return t.numel() * t.element_size() if isinstance(t, torch.Tensor) else 0
+    params = model.parameters()
+    return sum(size(p) + (size(p.grad) if p.grad is not None else 0) for p in params) + \
+        sum(size(v) for state in optimizer.state.values() for v in state.values())
+
+
 def gradient_step(model: TrainableModel, optimizer: torch.optim.Optimizer, seqs: Sequence[RoleSequence],
                   loss_fn: Callable[[TokenStats, Any], tuple[torch.Tensor, dict[str, float]]], batch_tokens: int,
                   max_grad_norm: float, with_reference: bool = False, ranks: Ranks | None = None) -> dict[str, float]:
@@ -62,21 +73,31 @@ def gradient_step(model: TrainableModel, optimizer: torch.optim.Optimizer, seqs:
     sums: dict[str, float] = defaultdict(float)
     shares: dict[str, float] = defaultdict(float)  # a metric some minibatches lack is averaged over the others
     mine = ranks.share(sorted(trained, key=lambda s: len(s.ids))) if ranks.world > 1 else trained
-    for group in minibatches(mine, batch_tokens):
+    groups = minibatches(mine, batch_tokens)
+    # FSDP: the sharded module's forward and backward passes are collectives, so every rank runs as many as
+    # the busiest one (the extra ones count nothing: their loss is multiplied by 0), and the ranks' gradients
+    # are averaged there, so each rank's loss is scaled by the number of ranks to sum them
+    rounds, scale = (ranks.most(len(groups)), ranks.world) if model.sharded else (len(groups), 1)
+    for i in range(rounds):
+        group = groups[i] if i < len(groups) else trained[:1]
         batch = collate(group, model.pad_id)
         stats = model.token_stats(batch, with_reference=with_reference)
         loss, metrics = loss_fn(stats, batch)
-        share = sum(s.trained_tokens for s in group) / total
-        (loss * share).backward()
-        for k, v in metrics.items():
+        share = sum(s.trained_tokens for s in group) / total if i < len(groups) else 0.0
+        (loss * share * scale).backward()
+        for k, v in metrics.items() if i < len(groups) else ():
             sums[k] += v * share
             shares[k] += share
     sums, shares = ranks.merge(dict(sums), dict(shares))
-    ranks.sum_gradients(model.parameters())
+    if not model.sharded:
+        ranks.sum_gradients(model.parameters())
     norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+    if hasattr(norm, "full_tensor"):  # FSDP: a DTensor holding the norm over every shard
+        norm = norm.full_tensor()
     optimizer.step()
+    model.stepped()
     out = {k: v / shares[k] for k, v in sums.items()}
-    out.update(grad_norm=float(norm), trained_tokens=float(total))
+    out.update(grad_norm=float(norm), trained_tokens=float(total), state_mb=_state_bytes(model, optimizer) / 2**20)
     if not math.isfinite(out["grad_norm"]):
         raise FloatingPointError("the gradient is not finite; lower the learning rate")
     return out

@@ -34,6 +34,7 @@
     concurrency = 64
     wandb = "offline"             # offline | online | disabled
     threads = 0                   # torch CPU threads (0: default)
+    fsdp = false                  # with several ranks: shard weights, gradients and optimiser state (FSDP)
 """
 
 from __future__ import annotations
@@ -74,6 +75,9 @@ class TrainRunSection(Section):
     wandb: str = option("offline", "Weights & Biases logging", choices=("offline", "online", "disabled"))
     threads: int = option(0, "torch CPU threads (0: torch's default)", min=0)
     store_episodes: bool = option(False, "keep every training episode in OUT/episodes.jsonl")
+    fsdp: bool = option(False, "with several ranks (--nproc, torchrun): shard the weights, gradients and optimiser "
+                        "state over them (FSDP) instead of a whole copy on every rank; rollouts play on the whole "
+                        "weights gathered before each round of play (one process: no effect)")
     precision: str = option("fp32", "gradient steps in fp32, or bf16: bfloat16 autocast for the forward and backward "
                             "passes, the weights and optimiser state stay fp32 (faster on CPUs with AVX512-BF16 or "
                             "AMX and on GPUs, 10-15x slower on CPUs without: the run warns; rollouts and evaluation "

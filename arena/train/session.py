@@ -58,9 +58,23 @@ from arena.train.rundir import prepare_dir
 from arena.train.scenario import POLICY, TrainScenario
 from games.seeds import setup_seed
 
-__all__ = ["TrainingSession", "TrainError", "TrainFailed"]
+__all__ = ["TrainingSession", "TrainError", "TrainFailed", "unsupported_with_ranks"]
 
 log = logging.getLogger(__name__)
+
+
+def unsupported_with_ranks(scenario: TrainScenario, world: int) -> str | None:
+    """Why ``scenario`` cannot train with ``world`` data-parallel ranks, or None."""
+    if world <= 1:
+        return None
+    if scenario.rollout.engine != "hf":
+        return (f"[rollout] engine = \"{scenario.rollout.engine}\" with {world} data-parallel ranks is not supported "
+                "yet (each rank would start or push to engines of its own); use engine = \"hf\" with --nproc or "
+                "torchrun, or one trainer with vllm-server engines")
+    if scenario.run.fsdp and scenario.lora is not None:
+        return ("[run] fsdp = true with LoRA ([model] lora) is not supported (LoRA's trained state is small already: "
+                "train it data-parallel without fsdp)")
+    return None
 
 
 class TrainingSession:
@@ -92,6 +106,9 @@ class TrainingSession:
 
     def _start(self, resume: bool) -> None:
         scenario = self.scenario
+        refused = unsupported_with_ranks(scenario, self.ranks.world)
+        if refused:
+            raise TrainError(refused)
         if self.ranks.main:
             prepare_dir(self.out, self.scenario.info(), self.config, resume)
         self.ranks.barrier()  # the others read the folder (a checkpoint to resume) once rank 0 has checked it
@@ -101,10 +118,8 @@ class TrainingSession:
         init = seed_model_dir() if scenario.init == "seed" else Path(scenario.init.split(":", 1)[1])
         self.model = TrainableModel(init, POLICY, scenario.sampling, lora=scenario.lora,
                                     max_batch_size=scenario.run.concurrency, precision=scenario.run.precision)
-        if scenario.rollout.engine != "hf" and self.ranks.world > 1:
-            raise TrainError(f"[rollout] engine = \"{scenario.rollout.engine}\" with {self.ranks.world} data-parallel "
-                             "ranks is not supported yet (each rank would start or push to its own engines); use "
-                             "engine = \"hf\" with --nproc, or one trainer with vllm-server engines")
+        if scenario.run.fsdp and self.ranks.world > 1:
+            self.model.shard()
         if scenario.rollout.engine != "hf":
             self.rollouts = VLLMRollouts(scenario.rollout.engine, init, scenario.sampling, scenario.rollout.vllm,
                                          scenario.rollout.servers)
@@ -153,6 +168,7 @@ class TrainingSession:
 
     def play(self, plans: Sequence[EpisodePlan]) -> list[Episode]:
         """Play plans with the current weights; the trained roles map to the model, the rest to their agents."""
+        self.model.gather()  # FSDP: the player's whole weights from the shards (every rank at once)
         policies = {POLICY: self.player, **self.others}
         self.model.model.eval()
         if self.rollouts is not None:
@@ -283,7 +299,7 @@ class TrainingSession:
         optimizer = torch.optim.AdamW(self.model.parameters(), lr=learning_rate, betas=(0.9, 0.95),
                                       weight_decay=0.0)
         if state.get("optimizer") is not None:
-            optimizer.load_state_dict(state["optimizer"])
+            self.model.load_optimizer_state(optimizer, state["optimizer"])
         return optimizer
 
     def evaluate_before(self) -> None:
@@ -298,12 +314,13 @@ class TrainingSession:
         if every and self.iteration % every == 0 and self.iteration < total:
             self.evaluate("during")
         if self.iteration % self.scenario.run.checkpoint_every == 0 or self.iteration == total:
-            state["optimizer"] = optimizer.state_dict()
+            state["optimizer"] = self.model.optimizer_state(optimizer)
             self.save_checkpoint(state)
 
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self, state: dict[str, Any]) -> Path:
         folder = self.out / "checkpoints" / f"iter-{self.iteration:05d}"
+        self.model.gather()
         if not self.ranks.main:
             return folder
         with self._writing(folder.with_name(folder.name + ".tmp")):
@@ -351,6 +368,7 @@ class TrainingSession:
     # ------------------------------------------------------------------ the end
     def finish(self) -> Path:
         final = self.out / "final"
+        self.model.gather()
         if not self.ranks.main:  # rank 0 saves the model every rank holds
             self.close()
             return final
