@@ -53,10 +53,23 @@ def build_tokenizer(texts: Iterable[str], vocab_size: int = 2048) -> Any:
 
 
 def conversation_ids(tokenizer: Any, messages: Sequence[Mapping[str, Any]]) -> tuple[list[int], list[int]]:
-    """Token ids of a whole conversation and a 0/1 mask of the tokens the assistant wrote (with their <|end|>).
+    """Token ids of a whole conversation and a 0/1 mask of the tokens the assistant wrote (with the token that
+    ends its turn), for turns known only as text (scripted players, stored data sets).
 
-    An assistant message with ``"train": False`` stays in the context but out of the mask.
+    An assistant message with ``"train": False`` stays in the context but out of the mask. The project's own
+    format is built message by message; any other chat template through :func:`conversation_tokens`, each
+    assistant turn being its text's ids and the tokenizer's end-of-turn id.
     """
+    if tokenizer.chat_template != CHAT_TEMPLATE:
+        end = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+        turns = [_encode(tokenizer, m["content"]) + end for m in messages if m["role"] == "assistant"]
+        plain = [{"role": m["role"], "content": m["content"]} for m in messages]
+        ids, spans, _ = conversation_tokens(tokenizer, plain, turns, end)
+        mask = [0] * len(ids)
+        trained = [m.get("train", True) for m in messages if m["role"] == "assistant"]
+        for (a, b), train in zip(spans, trained):
+            mask[a:b] = [int(train)] * (b - a)
+        return ids, mask
     end = tokenizer.convert_tokens_to_ids("<|end|>")
     ids: list[int] = []
     mask: list[int] = []
@@ -74,7 +87,18 @@ def _render(tokenizer: Any, messages: Sequence[dict[str, str]], generation_promp
 
 
 def _encode(tokenizer: Any, text: str) -> list[int]:
-    return tokenizer(text, add_special_tokens=False)["input_ids"]
+    return tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
+
+
+#: Stands for an assistant message's text when finding what the template writes after it.
+_MARK = "\u2063turn-body\u2063"
+
+
+def _closing(tokenizer: Any, before: Sequence[dict[str, str]]) -> str | None:
+    """The text the chat template writes after an assistant message's content (ChatML: ``<|im_end|>`` and a
+    newline; the seed model's: ``<|end|>``), or None when it cannot be told (the template alters the text)."""
+    text = _render(tokenizer, [*before, {"role": "assistant", "content": _MARK}], False)
+    return text.split(_MARK, 1)[1] if text.count(_MARK) == 1 else None
 
 
 def conversation_tokens(
@@ -87,9 +111,10 @@ def conversation_tokens(
 
     ``messages`` alternate as a role saw them (system, user, assistant, user, ...); ``sampled`` holds the
     sampled ids of each assistant message, in order. The text between assistant turns comes from the chat
-    template; each assistant turn is its sampled ids (plus ``end_ids`` if generation stopped at the length
-    limit, where the template would close the turn). If the chat ends with a user message, the result ends
-    with the generation prompt.
+    template; each assistant turn is its sampled ids, followed by what the template writes after a turn that
+    the sampled ids lack: after a turn that ended with one of ``end_ids``, the rest of the template's
+    closing (ChatML's newline after ``<|im_end|>``); after a turn cut at the length limit, the whole closing.
+    If the chat ends with a user message, the result ends with the generation prompt.
 
     Returns ``(ids, spans, exact)``: ``spans`` are the ``[start, end)`` positions of the assistant turns;
     ``exact`` is False when the template rewrites earlier turns (rendering is not incremental) or a turn
@@ -111,8 +136,7 @@ def conversation_tokens(
         own = list(sampled[turn])  # type: ignore[arg-type]
         spans.append((len(ids), len(ids) + len(own)))  # only what was sampled is the turn's own
         ids += own
-        if end_ids and own[-len(end_ids):] != list(end_ids):
-            ids += list(end_ids)  # the turn hit the length limit: the template closes it
+        ids += _after_turn(tokenizer, messages[:at], own, end_ids)
         done_text = _render(tokenizer, messages[:at + 1], False)
         start = at + 1
     if ends_with_prompt:
@@ -123,6 +147,19 @@ def conversation_tokens(
     elif start != len(messages):
         return _text_fallback(tokenizer, messages, ends_with_prompt)
     return ids, spans, True
+
+
+def _after_turn(tokenizer: Any, before: Sequence[dict[str, str]], own: Sequence[int], end_ids: Sequence[int]
+                ) -> list[int]:
+    """The ids that close a sampled assistant turn as the template would (see :func:`conversation_tokens`)."""
+    closed = bool(own) and own[-1] in end_ids
+    closing = _closing(tokenizer, before)
+    if closing is None:  # the template's closing cannot be told apart: the end id alone, as the model stops
+        return [] if closed or not end_ids else list(end_ids)
+    if not closed:
+        return _encode(tokenizer, closing)  # cut at the length limit: the template closes the turn
+    stop = tokenizer.decode([own[-1]])
+    return _encode(tokenizer, closing[len(stop):]) if closing.startswith(stop) else []
 
 
 def _text_fallback(tokenizer: Any, messages: Sequence[dict[str, str]], prompt: bool

@@ -1,5 +1,8 @@
 """``hf:PATH``: any local transformers causal LM with a chat template, batched on CPU or GPU.
 
+``PATH`` is a ``save_pretrained`` folder, a hub id already in the local cache, or a GGUF file
+(``hf:model.gguf``, read through transformers' GGUF support: :mod:`agents.gguf`).
+
 Prompts are rendered with the tokenizer's chat template, left-padded and run
 as one batch; generation is a plain KV-cached loop that samples each row with
 its own seeded uniform stream (see :mod:`agents.sampling`), stops each row at
@@ -31,6 +34,7 @@ from transformers.utils import logging as hf_logging
 
 from agents.base import Completion, Policy, PolicyError, TurnRequest
 from agents.chat_format import ChatPrompts
+from agents.gguf import is_gguf, load_gguf
 from agents.sampling import SamplingConfig, request_uniforms, sample_next
 
 __all__ = ["TransformersPolicy", "load_chat_model", "GenerationStats", "TurnCache", "logits_keep_keyword"]
@@ -60,6 +64,10 @@ def load_chat_model(path: str | Path, dtype: str = "float32", device: str | None
 
     where = str(path)
     local = Path(where).expanduser()
+    if is_gguf(where):  # a llama.cpp file: read through transformers' GGUF support (agents.gguf)
+        check_device(device)
+        model, tokenizer = load_gguf(local, _dtype(dtype))
+        return _ready(model, tokenizer, where, device)
     if local.exists():
         if not (local / "config.json").is_file():
             raise PolicyError(f"{where} is not a transformers model directory (no config.json in it)")
@@ -68,13 +76,23 @@ def load_chat_model(path: str | Path, dtype: str = "float32", device: str | None
         raise PolicyError(f"model directory {where} not found")
     # anything else is a hub id; offline (HF_HUB_OFFLINE=1) it must already be in the local cache
     check_device(device)
-    if not isinstance(getattr(torch, str(dtype), None), torch.dtype):
-        raise PolicyError(f"dtype must be one of {', '.join(DTYPES)}; got {dtype!r}")
+    torch_dtype = _dtype(dtype)
     try:
         tokenizer = AutoTokenizer.from_pretrained(where)
-        model = AutoModelForCausalLM.from_pretrained(where, dtype=getattr(torch, dtype))
+        model = AutoModelForCausalLM.from_pretrained(where, dtype=torch_dtype)
     except OSError as err:
         raise PolicyError(f"could not load a model from {where}: {err}") from None
+    return _ready(model, tokenizer, where, device)
+
+
+def _dtype(dtype: str) -> torch.dtype:
+    if not isinstance(getattr(torch, str(dtype), None), torch.dtype):
+        raise PolicyError(f"dtype must be one of {', '.join(DTYPES)}; got {dtype!r}")
+    return getattr(torch, dtype)
+
+
+def _ready(model: Any, tokenizer: Any, where: str, device: str | None) -> tuple[Any, Any]:
+    """The loaded model on its device in eval mode, its tokenizer checked (a chat template) and padding left."""
     if not tokenizer.chat_template:
         raise PolicyError(f"the tokenizer at {where} has no chat template; the games speak in chat messages")
     if tokenizer.pad_token_id is None:

@@ -8,9 +8,11 @@
     arena train scenarios/train-refine-score.toml
     arena run scenarios/quickstart.toml
     arena vllm-serve MODEL --port 8100             # an engine for vllm-server: agents and training
+    arena convert-gguf FILE.gguf OUT                # a GGUF model as a folder that loads fast (hf:OUT)
 
 One module per command group: ``play`` (games, play, replay, export), ``selfplay``, ``rating``
-(tournament, report), ``training`` (train, run, seed-model) and ``serve`` (vllm-serve); what they share is
+(tournament, report), ``training`` (train, run, seed-model), ``serve`` (vllm-serve) and ``models``
+(convert-gguf); what they share is
 in ``common``, and the terminal rendering of games and episodes in ``display``. This module registers them
 and runs the app.
 """
@@ -34,6 +36,7 @@ from arena.cli import selfplay  # noqa: F401
 from arena.cli import rating  # noqa: F401
 from arena.cli import training  # noqa: F401
 from arena.cli import serve  # noqa: F401
+from arena.cli import models  # noqa: F401
 # isort: on
 from arena.cli.common import DEBUG_ENV, app, describe_failure, err_console
 from games.text import printable

@@ -11,6 +11,7 @@ from rich.text import Text
 import agents
 import games
 from agents.human import HumanQuit
+from agents.sampling import SamplingConfig
 from arena.cli.common import (
     USER_ERRORS,
     CliError,
@@ -57,6 +58,10 @@ def play_command(
                                            help="Print everything each role sees before it moves "
                                                 "(by default only what each role is first told)."),
     as_json: bool = typer.Option(False, "--json", help="Print the episode as JSON instead of the transcript."),
+    temperature: float | None = typer.Option(None, "--temperature", help="Model agents' sampling temperature "
+                                             "(0: greedy; default 1.0). Small real models want 0-0.7."),
+    max_new_tokens: int | None = typer.Option(None, "--max-new-tokens", help="Most tokens in one model move "
+                                              "(default 96)."),
 ) -> None:
     """Play one episode and print its transcript."""
     if seed < 0:
@@ -66,9 +71,12 @@ def play_command(
         spec = games.get_spec(game)
         env = spec.make(**parse_key_values(option))
         specs = split_agents(agents_spec, env.roles)
+        sampling = SamplingConfig.from_mapping({k: v for k, v in (("temperature", temperature),
+                                                                  ("max_new_tokens", max_new_tokens)) if v is not None},
+                                               source="--temperature/--max-new-tokens")
         policies: dict[str, agents.Policy] = {}
         for name in set(specs.values()):
-            policies[name] = agents.load(name)
+            policies[name] = agents.load(name, sampling)
         by_role = {role: policies[name] for role, name in specs.items()}
     except (CliError, *USER_ERRORS) as err:
         fail(str(err))
