@@ -58,12 +58,13 @@ def conversation_ids(tokenizer: Any, messages: Sequence[Mapping[str, Any]]) -> t
 
     An assistant message with ``"train": False`` stays in the context but out of the mask. The project's own
     format is built message by message; any other chat template through :func:`conversation_tokens`, each
-    assistant turn being its text's ids and the tokenizer's end-of-turn id.
+    assistant turn being its text's ids and the id that ends a turn under that template (:func:`turn_end_ids`).
     """
     if tokenizer.chat_template != CHAT_TEMPLATE:
-        end = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
-        turns = [_encode(tokenizer, m["content"]) + end for m in messages if m["role"] == "assistant"]
         plain = [{"role": m["role"], "content": m["content"]} for m in messages]
+        first = next((i for i, m in enumerate(plain) if m["role"] == "assistant"), len(plain))
+        end = turn_end_ids(tokenizer, plain[:first])
+        turns = [_encode(tokenizer, m["content"]) + end for m in messages if m["role"] == "assistant"]
         ids, spans, _ = conversation_tokens(tokenizer, plain, turns, end)
         mask = [0] * len(ids)
         trained = [m.get("train", True) for m in messages if m["role"] == "assistant"]
@@ -151,15 +152,36 @@ def conversation_tokens(
 
 def _after_turn(tokenizer: Any, before: Sequence[dict[str, str]], own: Sequence[int], end_ids: Sequence[int]
                 ) -> list[int]:
-    """The ids that close a sampled assistant turn as the template would (see :func:`conversation_tokens`)."""
-    closed = bool(own) and own[-1] in end_ids
+    """The ids that close a sampled assistant turn as the template would (see :func:`conversation_tokens`).
+
+    A turn is closed by the model when it ends with one of ``end_ids``, or with a special token the
+    template's closing begins with (Llama 3's ``<|eot_id|>``, Gemma's ``<end_of_turn>``, when the
+    tokenizer's end-of-sequence token is another)."""
     closing = _closing(tokenizer, before)
+    last = own[-1] if own else None
+    stop = tokenizer.decode([last]) if last is not None else ""
+    closed = last is not None and (last in end_ids or (
+        closing is not None and last in set(tokenizer.all_special_ids) | _added_special(tokenizer)
+        and bool(stop) and closing.startswith(stop)))
     if closing is None:  # the template's closing cannot be told apart: the end id alone, as the model stops
         return [] if closed or not end_ids else list(end_ids)
     if not closed:
         return _encode(tokenizer, closing)  # cut at the length limit: the template closes the turn
-    stop = tokenizer.decode([own[-1]])
     return _encode(tokenizer, closing[len(stop):]) if closing.startswith(stop) else []
+
+
+def _added_special(tokenizer: Any) -> set[int]:
+    return {i for i, t in getattr(tokenizer, "added_tokens_decoder", {}).items() if getattr(t, "special", False)}
+
+
+def turn_end_ids(tokenizer: Any, before: Sequence[dict[str, str]] = ()) -> list[int]:
+    """The id a model writes to end its turn under its template: the special token the template's closing
+    begins with (ChatML's ``<|im_end|>``, Gemma's ``<end_of_turn>``), else the end-of-sequence id."""
+    closing = _closing(tokenizer, list(before) or [{"role": "user", "content": "?"}])
+    first = _encode(tokenizer, closing)[:1] if closing else []
+    if first and first[0] in set(tokenizer.all_special_ids) | _added_special(tokenizer):
+        return first
+    return [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
 
 
 def _text_fallback(tokenizer: Any, messages: Sequence[dict[str, str]], prompt: bool

@@ -18,6 +18,7 @@ import copy
 import importlib.util
 import os
 import shutil
+import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,8 +134,8 @@ def convert_gguf(path: str | Path, out: str | Path, dtype: str = "float32") -> P
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise PolicyError(f"{out} exists and is not an empty folder; give a new folder")
     model, tokenizer = load_gguf(path, getattr(torch, dtype))
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{out.name}.tmp-", dir=out.parent))
     try:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)

@@ -122,11 +122,18 @@ def test_a_turn_is_closed_as_the_template_closes_it(smol_tokenizer_model):
     messages = [{"role": "system", "content": "Rules."}, {"role": "user", "content": "Hi"},
                 {"role": "assistant", "content": "Hello"}, {"role": "user", "content": "Again"}]
     hello = tokenizer("Hello", add_special_tokens=False)["input_ids"]
-    for sampled in (hello + end, hello):
-        ids, spans, exact = conversation_tokens(tokenizer, messages, [sampled], end)
+    rendered = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    other_eos = [tokenizer.convert_tokens_to_ids("<|endoftext|>")]  # as Llama 3 and Gemma: EOS is not the turn end
+    for sampled, end_ids in ((hello + end, end), (hello, end), (hello + end, other_eos)):
+        ids, spans, exact = conversation_tokens(tokenizer, messages, [sampled], end_ids)
         assert exact and ids[spans[0][0]:spans[0][1]] == sampled
-        rendered = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         assert tokenizer.decode(ids) == rendered, "the ids spell exactly what the template renders"
+    from agents.chat_format import conversation_ids, turn_end_ids
+
+    assert turn_end_ids(tokenizer) == end
+    ids, mask = conversation_ids(tokenizer, messages)
+    assert tokenizer.decode(ids) == rendered
+    assert tokenizer.decode([i for i, m in zip(ids, mask) if m]) == "Hello<|im_end|>", "text turns learn to stop"
 
 
 def test_a_gguf_file_loads_as_the_converted_folder_does(gguf_file, smol_folder):

@@ -15,6 +15,7 @@ that turn's advantage. Per-turn rewards stay per turn: ``returns[k]`` is the
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +24,9 @@ import torch
 
 from agents.chat_format import conversation_ids, conversation_tokens
 from arena.play.episode import Episode
+
+log = logging.getLogger(__name__)
+_warned_unaligned = False
 
 __all__ = ["RoleSequence", "role_sequences", "Batch", "collate", "returns_to_go"]
 
@@ -84,8 +88,13 @@ def role_sequences(episode: Episode, roles: Iterable[str], tokenizer: Any, end_i
         if not spans:
             ids, mask = conversation_ids(tokenizer, messages)
             spans = _spans(mask)
-        if len(spans) != len(turns):
-            continue  # a template that merges turns: cannot align credit with tokens
+        if len(spans) != len(turns):  # a template that merges or rewrites turns: credit cannot be aligned
+            global _warned_unaligned
+            if not _warned_unaligned:
+                log.warning("%s's turns cannot be told apart in the chat template's rendering (it is not "
+                            "incremental); such sequences are left out of training", role)
+                _warned_unaligned = True
+            continue
         if max_length is not None and len(ids) > max_length:
             continue
         rewards = [t.reward for t in turns]
