@@ -61,6 +61,18 @@ def max_gap(a: dict, b: dict) -> float:
     return max(float((a[k] - b[k]).abs().max()) for k in a)
 
 
+def one_and_two_ranks(tmp_path: Path, one_path: Path, two_path: Path) -> tuple[list[dict], list[dict]]:
+    """Train ``one_path`` in one process (OUT one) and ``two_path`` with --nproc 2 (OUT two); both must
+    succeed and end within 1e-4 of each other; their metrics rows."""
+    one = arena("train", str(one_path), "--out", str(tmp_path / "one"), "--no-wandb")
+    two = arena("train", str(two_path), "--out", str(tmp_path / "two"), "--no-wandb", "--nproc", "2")
+    assert one.returncode == 0 and two.returncode == 0, two.stdout[-2000:] + two.stderr[-2000:]
+    assert max_gap(weights(tmp_path / "one"), weights(tmp_path / "two")) < 1e-4
+    first, second = ([json.loads(x) for x in (tmp_path / r / "metrics.jsonl").read_text().splitlines()]
+                     for r in ("one", "two"))
+    return first, second
+
+
 def scenario(tmp_path: Path, name: str, algorithm: str = PG, extra: str = "", **game) -> Path:
     path = tmp_path / f"{name}.toml"
     path.write_text(TRAIN.format(algorithm=algorithm, extra=extra, **{**THERAPY, **game}))
@@ -91,12 +103,7 @@ def test_two_ranks_play_their_share_and_train_as_one_process(tmp_path):
     """Policy gradient with live rollouts: each rank plays half the groups; the gathered episodes, the
     advantages and the summed gradient are one process's, so are the weights (within the tolerance)."""
     path = scenario(tmp_path, "pg")
-    one = arena("train", str(path), "--out", str(tmp_path / "one"), "--no-wandb")
-    two = arena("train", str(path), "--out", str(tmp_path / "two"), "--no-wandb", "--nproc", "2")
-    assert one.returncode == 0 and two.returncode == 0, two.stdout[-2000:] + two.stderr[-2000:]
-    assert max_gap(weights(tmp_path / "one"), weights(tmp_path / "two")) < 1e-4
-    first, second = ([json.loads(x) for x in (tmp_path / r / "metrics.jsonl").read_text().splitlines()]
-                     for r in ("one", "two"))
+    first, second = one_and_two_ranks(tmp_path, path, path)
     assert [r["score/therapist"] for r in second] == pytest.approx([r["score/therapist"] for r in first], rel=1e-12), \
         "the same episodes"
     assert not (tmp_path / "two" / "ranks" / "rank-1.log").read_text().count("Traceback")
@@ -157,12 +164,7 @@ def test_fsdp_ranks_train_as_one_process_and_resume_across_modes(tmp_path):
     optimiser state goes through whole, keyed by parameter name."""
     one_path = scenario(tmp_path, "pg")
     fsdp = scenario(tmp_path, "fsdp", extra="fsdp = true")
-    one = arena("train", str(one_path), "--out", str(tmp_path / "one"), "--no-wandb")
-    two = arena("train", str(fsdp), "--out", str(tmp_path / "two"), "--no-wandb", "--nproc", "2")
-    assert one.returncode == 0 and two.returncode == 0, two.stdout[-2000:] + two.stderr[-2000:]
-    assert max_gap(weights(tmp_path / "one"), weights(tmp_path / "two")) < 1e-4
-    first, second = ([json.loads(x) for x in (tmp_path / r / "metrics.jsonl").read_text().splitlines()]
-                     for r in ("one", "two"))
+    first, second = one_and_two_ranks(tmp_path, one_path, fsdp)
     assert [r["score/therapist"] for r in second] == pytest.approx([r["score/therapist"] for r in first], rel=1e-12)
     assert [r["grad_norm"] for r in second] == pytest.approx([r["grad_norm"] for r in first], rel=1e-4)
 
