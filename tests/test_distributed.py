@@ -157,6 +157,16 @@ def test_bad_nproc_is_one_line(tmp_path, args, env, message):
     assert not (tmp_path / "x" / "train.json").exists(), "nothing was started"
 
 
+def test_a_rank_leaves_with_its_exit_code_and_all_its_output(tmp_path):
+    """A rank (WORLD_SIZE > 1) skips the interpreter's teardown, where gloo's threads can abort it: its exit
+    code and everything it printed still come out."""
+    rank = {"WORLD_SIZE": "2", "RANK": "1"}
+    shown = arena("--help", env=rank)
+    assert shown.returncode == 0 and "convert-gguf" in shown.stdout, shown.stdout[-2000:] + shown.stderr[-2000:]
+    missing = arena("train", str(tmp_path / "missing.toml"), env=rank)
+    assert missing.returncode == 2 and "missing.toml" in one_error_line(missing)
+
+
 def test_fsdp_ranks_train_as_one_process_and_resume_across_modes(tmp_path):
     """[run] fsdp = true: the weights, gradients and Adam state are sharded over the two ranks, the rollouts
     play on the weights gathered from the shards; the result is one process's (within the tolerance). A

@@ -50,20 +50,39 @@ def _terminate(signum: int, frame: Any) -> None:
 
 def main() -> None:
     """Console-script entry point: every error is one line on stderr (exit 2: bad input; 1: the run failed)."""
+    code = _run()
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+        # A rank of a data-parallel run leaves without the interpreter's teardown: everything it writes is
+        # closed and synced by now, and gloo's worker threads, which FSDP's modules keep alive until then,
+        # can abort the process while the interpreter finalises ("terminate called without an active
+        # exception", pytorch/pytorch#190489), which the launcher would report as a failed run.
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        logging.shutdown()
+        os._exit(code)
+    sys.exit(code)
+
+
+def _run() -> int:
+    """Run the app; its exit code."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     for handler in logging.getLogger().handlers:
         handler.addFilter(RedactingFilter())
     signal.signal(signal.SIGTERM, _terminate)  # `kill PID` ends a run as Ctrl-C does: saved, and said so
     try:
         app()
+    except SystemExit as done:  # typer ends every command this way
+        if done.code is None or isinstance(done.code, int):
+            return done.code or 0
+        print(done.code, file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/yellow]")
-        sys.exit(130)
+        return 130
     except Exception as err:
         if os.environ.get(DEBUG_ENV, "") not in ("", "0"):
             raise
         err_console.print(Text.assemble(("error: ", "bold red"), printable(redact(describe_failure(err)))),
                           soft_wrap=True, highlight=False)
-        sys.exit(1)
-
-
+        return 1
+    return 0
