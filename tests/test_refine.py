@@ -271,3 +271,16 @@ def test_golden_transcript(name, seed, options):
     if os.environ.get("ARENA_UPDATE_GOLDEN"):
         path.write_text(transcript, encoding="utf-8")
     assert transcript == path.read_text(encoding="utf-8")
+
+
+def test_worked_example_ends_every_brief_and_changes_nothing_else():
+    """worked_example = true: each role's brief ends with one worked example in the form it asks for (off by
+    default: the seed model was trained on the plain briefs); the game plays the same."""
+    plain = scripted_game("refine-v0", 3, protocol="solver-critic-refiner")
+    shown = scripted_game("refine-v0", 3, protocol="solver-critic-refiner", worked_example=True)
+    for role in shown.roles:
+        added = shown.brief(role).removeprefix(plain.brief(role))
+        assert added.startswith("\n\nFor example") and added != shown.brief(role), role
+        assert ("Verdict: incorrect" if role == "critic" else "Final Answer: 37") in added
+        assert checking.extract_answer(added) == (None if role == "critic" else "37")
+    assert shown.rewards == plain.rewards and shown.attempts == plain.attempts

@@ -97,6 +97,13 @@ _FINAL_LINE = re.compile(r"^\W*final answer\s*[:：]", re.IGNORECASE | re.MULTIL
 
 _SOLVE = "Solve it step by step, one step per line, and end with a line 'Final Answer: <answer>'."
 
+# worked_example = true: what a small model copies the form from (one fixed task, whose numbers are above
+# difficulty 1's)
+_EXAMPLE_SOLUTION = ("\n\nFor example:\nProblem: Compute (24 + 19) - 6.\nStep 1: 24 + 19 = 43\nStep 2: 43 - 6 = 37\n"
+                     "Final Answer: 37")
+_EXAMPLE_REVIEW = ("\n\nFor example, a review of a solution to 'Compute (24 + 19) - 6.':\nStep 1 (24 + 19 = 43) "
+                   "is right.\nStep 2 (43 - 6 = 38) is wrong: 43 - 6 = 37.\nVerdict: incorrect")
+
 
 @dataclass(frozen=True)
 class RefineOptions(GameOptions):
@@ -113,6 +120,8 @@ class RefineOptions(GameOptions):
                                      "they carry out right, in order (a process reward; built-in tasks only; "
                                      "0: the answer alone)", min=0.0)
     illegal_move_penalty: float = option(0.0, "reward subtracted for each illegal move", min=0.0)
+    worked_example: bool = option(False, "each brief ends with one worked example of the answer form (helps "
+                                         "small pretrained chat models keep to it)")
 
     def validate(self) -> None:
         if self.task_file:
@@ -146,6 +155,10 @@ class RefineGame(TextGame):
         return 2 * needed
 
     def brief(self, role: str) -> str:
+        example = _EXAMPLE_REVIEW if role == "critic" else _EXAMPLE_SOLUTION
+        return self._brief(role) + (example if self.options.worked_example else "")
+
+    def _brief(self, role: str) -> str:
         if role == "solver":
             text = "You solve math problems. " + _SOLVE
             if self.options.protocol == "self-correct":
