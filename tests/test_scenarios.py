@@ -6,8 +6,9 @@ import shlex
 from pathlib import Path
 
 import pytest
+import tomli_w
 
-from arena.config import ScenarioError
+from arena.config import ScenarioError, read_toml
 from arena.pipeline import prepare_pipeline
 from arena.play.scenario import load_selfplay
 from arena.rate.tournament import load_tournament
@@ -117,3 +118,37 @@ def test_documented_results_come_from_their_commands():
             assert _resolved(json.loads(stored.read_text(encoding="utf-8"))) == _resolved(given), " ".join(words)
             checked += 1
     assert checked >= 5
+
+
+# Every table of every scenario kind (those a shipped file lacks are added): an unknown key in any of them is an
+# error that names it, never ignored.
+STRICT = [
+    ("selfplay-refine.toml", ["", "game", "game.options", "agents", "sampling", "backend", "run", "cluster"]),
+    ("tournament.toml", ["", "agents", "games.0", "games.0.options", "schedule", "ratings", "sampling", "backend",
+                         "run", "cluster"]),
+    ("train-refine-score.toml", ["", "model", "game", "game.options", "roles", "algorithm", "data", "sampling",
+                                 "eval", "run", "rollout"]),
+    ("quickstart.toml", ["", "selfplay", "selfplay.game", "train", "train.algorithm", "train.data", "tournament",
+                         "tournament.schedule"]),
+    ("seed-model.toml", ["", "data", "data.mixes.0", "data.mixes.0.options", "tokenizer", "model", "train", "eval"]),
+]
+
+
+@pytest.mark.parametrize("name,table", [(name, table) for name, tables in STRICT for table in tables],
+                         ids=lambda v: v or "top")
+def test_an_unknown_key_in_any_table_is_an_error_naming_it(name, table, tmp_path):
+    for shipped in SCENARIOS.glob("*.toml"):  # a pipeline's steps name their files relative to it
+        (tmp_path / shipped.name).write_text(shipped.read_text())
+    data = read_toml(SCENARIOS / name)
+    node = data
+    for part in filter(None, table.split(".")):
+        node = node[int(part)] if part.isdigit() else node.setdefault(part, {})
+    node["zzz_unknown"] = 1
+    path = tmp_path / name
+    path.write_text(tomli_w.dumps(data))
+    with pytest.raises((ScenarioError, ValueError)) as caught:
+        if name == "quickstart.toml":
+            prepare_pipeline(path, out=str(tmp_path / "quick"))
+        else:
+            next(f for prefix, f in LOADERS.items() if name.startswith(prefix))(path)
+    assert "zzz_unknown" in str(caught.value)

@@ -22,7 +22,7 @@ from agents.rule_based import RandomPolicy, ScriptedPolicy
 from arena.config import ScenarioError, Section
 from arena.play.batched import BatchedRollout, make_plans
 from arena.play.episode import Episode
-from games.options import option
+from games.options import OptionError, option
 from games.seeds import slip_generator
 
 __all__ = ["DataSection", "SlippingScripted", "make_transcripts"]
@@ -39,13 +39,33 @@ class DataSection(Section):
                                "learned from (the recovery after it is)", min=0, max=0.5)
     seed: int = option(0, "seed of the episodes", min=0)
 
+    def validate(self) -> None:
+        """Every game and option of the data, checked before any episode is played."""
+        try:
+            parts = self.sources()
+        except games.UnknownGameError as err:
+            raise ScenarioError(f"episodes: {err.args[0]}") from None
+        except ScenarioError as err:
+            raise ScenarioError(str(err).removeprefix("[data] ")) from None
+        for n, (game_id, options, _) in enumerate(parts, 1):
+            try:
+                games.make(game_id, **options)
+            except games.UnknownGameError as err:
+                raise ScenarioError(f"mixes #{n}: {err.args[0]}") from None
+            except OptionError as err:
+                raise ScenarioError(f"mixes #{n}: {err}") from None
+
     def sources(self) -> list[tuple[str, dict[str, Any], int]]:
         """(game, options, episodes) for every part of the data."""
         if self.mixes:
             out = []
             for n, mix in enumerate(self.mixes, 1):
-                if not isinstance(mix, dict) or set(mix) - {"game", "options", "episodes"} or "game" not in mix:
+                if not isinstance(mix, dict) or "game" not in mix:
                     raise ScenarioError(f"[data] mixes #{n}: expected a table with game, options and episodes")
+                unknown = sorted(set(mix) - {"game", "options", "episodes"})
+                if unknown:
+                    raise ScenarioError(f"[data] mixes #{n}: unknown key {unknown[0]!r}; a mix takes game, options "
+                                        "and episodes")
                 out.append((mix["game"], dict(mix.get("options") or {}), int(mix.get("episodes", 0))))
             return out
         out = []

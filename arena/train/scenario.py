@@ -192,6 +192,10 @@ def parse_train_scenario(data: dict[str, Any], path: Path, configs: Mapping[str,
         raise ScenarioError(f"{where} [model]: init must be \"seed\" or \"hf:PATH\" (a model that can be trained); "
                             f"got {init!r}")
     game = dict(data.get("game") or {})
+    for key in game:
+        if key not in ("id", "options"):
+            raise ScenarioError(f"{where} [game]: unknown key {key!r}; expected id, options."
+                                f"{suggest(key, ['id', 'options'])}")
     if "id" not in game:
         raise ScenarioError(f"{where} [game]: key 'id' is required")
     try:
