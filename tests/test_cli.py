@@ -5,6 +5,7 @@ import json
 from typer.testing import CliRunner
 
 from arena.cli import app
+from tests.helpers import arena
 
 runner = CliRunner()
 
@@ -33,9 +34,9 @@ def test_play_scripted_prints_transcript_and_result():
     assert "player_0 (scripted)" in result.output and "agreement" in result.output
 
 
-def test_play_json_is_an_episode():
-    result = runner.invoke(app, ["play", "negotiation-v0", "-a", "scripted,random", "--json", "-o", "objective=coop"])
-    assert result.exit_code == 0, result.output
+def test_play_json_is_an_episode_and_nothing_else():
+    result = arena("play", "negotiation-v0", "-a", "scripted,random", "--json", "-o", "objective=coop")
+    assert result.returncode == 0 and result.stderr == "", result.stderr[-2000:]
     episode = json.loads(result.stdout)
     assert episode["game"] == "negotiation-v0" and episode["options"]["objective"] == "coop"
     assert episode["roles"] == {"player_0": "scripted", "player_1": "random"}

@@ -82,20 +82,23 @@ def play_command(
         fail(str(err))
         return
     human = any(p.interactive for p in by_role.values())
-    out = err_console if as_json else console
+    if as_json:  # a person still plays, on stderr: stdout holds the episode alone
+        for policy in policies.values():
+            if policy.interactive and hasattr(policy, "console"):
+                policy.console = err_console
 
     briefed: set[str] = set()
 
     def on_turn(request: agents.TurnRequest, turn) -> None:
-        if turn is None:
+        if turn is None or as_json:  # --json: stdout holds the episode alone, stderr nothing but errors
             return
         if human and not by_role[turn.role].interactive:
             return  # the person sees the other roles' moves through their own observations
         first = turn.role not in briefed
         briefed.add(turn.role)
         if turn.observation and (show_observations or first) and not by_role[turn.role].interactive:
-            out.print(observation_line(turn.role, turn.observation, env.roles), highlight=False)
-        out.print(turn_line(turn, env.roles), highlight=False)
+            console.print(observation_line(turn.role, turn.observation, env.roles), highlight=False)
+        console.print(turn_line(turn, env.roles), highlight=False)
 
     if not as_json:
         roles = ", ".join(f"{r}={s}" for r, s in specs.items())
