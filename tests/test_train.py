@@ -73,7 +73,8 @@ def test_policy_gradient_end_to_end(tmp_path, tiny_model_dir):
     out = Path(result["out"])
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["iteration"] for r in rows] == [1, 2, 3]
-    for key in ("loss", "kl", "entropy", "zero_variance_share", "legal_rate", "score/speaker", "game/second_length"):
+    for key in ("loss", "kl", "entropy", "zero_variance_share", "policy_legal_rate", "all_legal_rate", "score/speaker",
+                "game/second_length"):
         assert key in rows[-1], key
     # where each iteration's time went (evaluations are timed apart, in eval.json)
     assert all(r["seconds/play"] > 0 and r["seconds/update"] > 0 for r in rows)

@@ -9,6 +9,7 @@ import torch
 from agents.hf import load_chat_model
 from arena.play.episode import Episode, TurnRecord
 from arena.train.data import collate, returns_to_go, role_sequences
+from arena.train.metrics import episode_metrics
 from arena.train.model import TokenStats, bc_loss, pg_loss
 
 
@@ -154,3 +155,14 @@ def test_truncated_importance_weights_use_the_samplers_log_probabilities(tokeniz
     capped.backward()
     assert torch.isfinite(logp.grad).all()
     assert logp.grad[0, a0 - 1:b0 - 1].max() < logp.grad[0, a1 - 1:b1 - 1].min() < 0, "the weighted span pulls harder"
+
+
+def test_the_policy_legal_rate_counts_the_trained_roles_moves_only():
+    """metrics.jsonl's two legal-move rates: the trained role's moves (as eval.json counts them) and every move."""
+    turns = [TurnRecord(0, "player_0", "policy", "", "hi", False, "no proposal"),
+             TurnRecord(1, "player_1", "scripted", "", "[propose] ...", True),
+             TurnRecord(2, "player_0", "policy", "", "hi", False, "no proposal"),
+             TurnRecord(3, "player_1", "scripted", "", "[accept]", True)]
+    episode = Episode("e", "negotiation-v0", {}, 0, {"player_0": "policy", "player_1": "scripted"}, {}, turns=turns)
+    metrics = episode_metrics([episode], ["player_0"])
+    assert metrics["policy_legal_rate"] == 0.0 and metrics["all_legal_rate"] == 0.5

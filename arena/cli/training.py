@@ -78,7 +78,7 @@ def train_command(
     def report(event: str, info: dict) -> None:
         if event == "iteration":
             parts = [f"it {info['iteration']:>4}", f"{info['minutes']:5.1f} min"]
-            for key in ("loss", "kl", "entropy", "legal_rate", "zero_variance_share"):
+            for key in ("loss", "kl", "entropy", "policy_legal_rate", "zero_variance_share"):
                 if isinstance(info.get(key), float):
                     parts.append(f"{key} {info[key]:.3f}")
             parts += [f"{k} {v:.3f}" for k, v in info.items() if k.startswith("score/")]

@@ -8,7 +8,8 @@ from pathlib import Path
 
 __all__ = ["plot_curves"]
 
-PANELS = ("loss", "kl", "entropy", "zero_variance_share", "legal_rate")
+# legal_rate: the name all_legal_rate had in metrics.jsonl files written before 2026-12-03
+PANELS = ("loss", "kl", "entropy", "zero_variance_share", "policy_legal_rate", "all_legal_rate", "legal_rate")
 
 
 def plot_curves(out: str | Path, counts: Collection[str] = ()) -> Path:
