@@ -156,6 +156,38 @@ def test_the_real_model_plays_a_game_from_the_cli(smol_folder):
     assert mine and all(t["token_ids"] and len(t["token_ids"]) <= 32 for t in mine)
 
 
+def test_the_gguf_file_sits_in_a_tournament_beside_the_seed_and_scripted_players(gguf_file, tmp_path):
+    """`arena tournament` with the GGUF file itself as an agent (loaded once for all its games), on the refine
+    solver's seat with the worked example in the brief; every agent gets a rating with an interval."""
+    path = tmp_path / "t.toml"
+    path.write_text(f"""
+[agents]
+smollm2 = "hf:{gguf_file}"
+seed = "seed"
+scripted = "scripted"
+[[games]]
+id = "refine-v0"
+options = {{ protocol = "self-correct", tasks = "arithmetic", difficulty = 1, worked_example = true }}
+[schedule]
+kind = "round-robin"
+games_per_pairing = 2
+seed = 0
+[ratings]
+bootstrap = 50
+[sampling]
+temperature = 0.7
+max_new_tokens = 24
+[run]
+concurrency = 8
+""")
+    result = arena("tournament", str(path), "--out", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    ratings = json.loads((tmp_path / "out" / "ratings.json").read_text())
+    rows = {row["agent"]: row for row in ratings["agents"]}
+    assert set(rows) == {"smollm2", "seed", "scripted"}
+    assert rows["smollm2"]["failures"] == 0 and rows["smollm2"]["episodes"] > 0, rows["smollm2"]
+
+
 def _gguf(path: Path, architecture: str = "llama", template: bool = True, tensor_type: str = "F32") -> Path:
     """A small GGUF file written with gguf-py: one tensor, the header fields asked for."""
     import gguf
