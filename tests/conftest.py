@@ -17,12 +17,13 @@ os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
 import pytest  # noqa: E402
 
 import games  # noqa: E402
-from tests.guide import guide_game_file  # noqa: E402
+from tests.guide import GUESS, HAGGLE, guide_game_file  # noqa: E402
 
-# The game built by docs/new-game.md joins every registry-wide test, so the guide cannot rot.
+# The games built by docs/new-game.md join every registry-wide test, so the guide cannot rot.
 # (With ARENA_PLUGINS set, the registry loads the games named there instead.)
 if not os.environ.get("ARENA_PLUGINS"):
-    games.load_plugin(guide_game_file())
+    for _name in (GUESS, HAGGLE):
+        games.load_plugin(guide_game_file(_name))
 
 
 def all_game_ids() -> list[str]:

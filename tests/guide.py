@@ -1,4 +1,5 @@
-"""The game file that docs/new-game.md builds, extracted from the guide's Python blocks."""
+"""The game files that docs/new-game.md builds, extracted from the guide's Python blocks: guess_game.py from the
+plain ```python blocks, haggle_game.py (the two-role game) from the blocks marked ```python haggle_game.py."""
 
 from __future__ import annotations
 
@@ -11,29 +12,30 @@ from pathlib import Path
 GUIDE = Path(__file__).resolve().parents[1] / "docs" / "new-game.md"
 
 
-def guide_code() -> str:
-    """The guide's ```python blocks, in order: the complete guess_game.py."""
-    blocks = re.findall(r"```python\n(.*?)```", GUIDE.read_text(encoding="utf-8"), flags=re.DOTALL)
+GUESS, HAGGLE = "guess_game.py", "haggle_game.py"
+
+
+def guide_code(name: str = GUESS) -> str:
+    """The guide's blocks of one file, in order: the complete file."""
+    tag = "" if name == GUESS else " " + re.escape(name)
+    blocks = re.findall(rf"```python{tag}\n(.*?)```", GUIDE.read_text(encoding="utf-8"), flags=re.DOTALL)
     return "\n\n".join(blocks)
 
 
-def write_guide_game(folder: Path) -> Path:
-    path = folder / "guess_game.py"
-    path.write_text(guide_code(), encoding="utf-8")
+def write_guide_game(folder: Path, name: str = GUESS) -> Path:
+    path = folder / name
+    path.write_text(guide_code(name), encoding="utf-8")
     return path
 
 
-_shared: Path | None = None
+_shared: dict[str, Path] = {}
 
 
-def guide_game_file() -> Path:
-    """One copy of the guide's game per test session (loading two copies would register guess-v0 twice).
-
-    It lives in a temporary folder that is removed when the session's process exits.
-    """
-    global _shared
-    if _shared is None:
+def guide_game_file(name: str = GUESS) -> Path:
+    """One copy of each of the guide's games per test session (loading two copies would register its game
+    twice). They live in a temporary folder that is removed when the session's process exits."""
+    if name not in _shared:
         folder = Path(tempfile.mkdtemp(prefix="arena-guide-"))
         atexit.register(shutil.rmtree, folder, ignore_errors=True)
-        _shared = write_guide_game(folder)
-    return _shared
+        _shared[name] = write_guide_game(folder, name)
+    return _shared[name]

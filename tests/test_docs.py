@@ -6,11 +6,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 import games
 from arena.cli import app
-from tests.guide import guide_game_file, write_guide_game
+from tests.guide import GUESS, HAGGLE, guide_game_file, write_guide_game
+from tests.helpers import scripted_game
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -44,14 +46,38 @@ def test_guide_main_block_runs(tmp_path):
     assert "25:" in out.stdout or "right" in out.stdout
 
 
-def test_documented_registry_wide_test_command_passes():
-    env = {**os.environ, "ARENA_PLUGINS": str(guide_game_file())}
+@pytest.mark.parametrize("name,game", [(GUESS, "guess"), (HAGGLE, "haggle")])
+def test_documented_registry_wide_test_command_passes(name, game):
+    env = {**os.environ, "ARENA_PLUGINS": str(guide_game_file(name))}
     out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                          "tests/test_game_api.py", "-k", "guess"], capture_output=True, text=True, cwd=ROOT,
+                          "tests/test_game_api.py", "-k", game], capture_output=True, text=True, cwd=ROOT,
                          env=env, timeout=600)
     assert out.returncode == 0, out.stdout[-3000:]
     passed = int(re.search(r"(\d+) passed", out.stdout).group(1))
     assert passed >= 10, out.stdout[-2000:]
+
+
+def test_the_two_role_guide_game_plays_scripted_and_against_random():
+    """haggle-v0 (docs/new-game.md, section 8): its scripted players make deals when the values allow, every
+    move of theirs is legal, a deal's scores split the surplus, and an illegal move costs its penalty."""
+    path = guide_game_file(HAGGLE)
+    result = runner.invoke(app, ["play", "haggle-v0", "--plugin", str(path), "--agents", "scripted,random",
+                                 "--seed", "2"])
+    assert result.exit_code == 0, result.output
+    deals = 0
+    for seed in range(20):
+        env = scripted_game("haggle-v0", seed)
+        assert env.result is not None and all(m.legal for m in env.moves())
+        if env.result.metrics["deal"]:
+            deals += 1
+            assert env.result.scores["seller"] + env.result.scores["buyer"] == env.value - env.cost
+        else:
+            assert "price" not in env.result.metrics
+    assert deals >= 5, deals
+    env = games.make("haggle-v0", penalty=2.0)
+    env.reset(seed=0)
+    env.step("accept")  # nothing to accept yet
+    assert not env.moves()[-1].legal and env.rewards["seller"] == -2.0 and env.agent_selection == "seller"
 
 
 def test_readme_names_only_agent_specs_that_exist():
