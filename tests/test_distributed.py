@@ -149,6 +149,7 @@ def test_a_killed_rank_stops_the_run_and_resume_ends_where_an_uninterrupted_run_
     (["--nproc", "2"], {"WORLD_SIZE": "2", "RANK": "0"}, "give --nproc or torchrun, not both"),
     (["--nproc", "2", "--set", "rollout.engine=vllm"], {}, "is not supported yet"),
     (["--nproc", "2", "--set", "run.fsdp=true", "--set", "model.lora=true"], {}, "fsdp = true with LoRA"),
+    (["--nproc", "2", "--set", "warmup.when=always"], {}, "[warmup] with 2 data-parallel ranks"),
 ])
 def test_bad_nproc_is_one_line(tmp_path, args, env, message):
     line = one_error_line(arena("train", str(scenario(tmp_path, "pg")), "--out", str(tmp_path / "x"), *args,

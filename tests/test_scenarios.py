@@ -127,7 +127,7 @@ STRICT = [
     ("tournament.toml", ["", "agents", "games.0", "games.0.options", "schedule", "ratings", "sampling", "backend",
                          "run", "cluster"]),
     ("train-refine-score.toml", ["", "model", "game", "game.options", "roles", "algorithm", "data", "sampling",
-                                 "eval", "run", "rollout"]),
+                                 "eval", "run", "rollout", "warmup"]),
     ("quickstart.toml", ["", "selfplay", "selfplay.game", "train", "train.algorithm", "train.data", "tournament",
                          "tournament.schedule"]),
     ("seed-model.toml", ["", "data", "data.mixes.0", "data.mixes.0.options", "tokenizer", "model", "train", "eval"]),

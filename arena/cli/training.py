@@ -76,8 +76,9 @@ def train_command(
                   highlight=False, soft_wrap=True)
 
     def report(event: str, info: dict) -> None:
+        stage = f"{info['stage']}: " if info.get("stage") else ""  # a warm-up's own runs (arena.train.warmup)
         if event == "iteration":
-            parts = [f"it {info['iteration']:>4}", f"{info['minutes']:5.1f} min"]
+            parts = [f"{stage}it {info['iteration']:>4}", f"{info['minutes']:5.1f} min"]
             for key in ("loss", "kl", "entropy", "policy_legal_rate", "zero_variance_share"):
                 if isinstance(info.get(key), float):
                     parts.append(f"{key} {info[key]:.3f}")
@@ -85,14 +86,24 @@ def train_command(
             console.print(" · ".join(parts), highlight=False, soft_wrap=True)
             for warning in info.get("warnings", []):
                 err_console.print(Text(f"warning: {warning}", style="yellow"))
+        elif event == "warmup":
+            step = info["step"]
+            text = {"probe": f"warm-up: the start model plays {info.get('episodes')} held-out episodes first",
+                    "skipped": f"warm-up: not needed (the start model: legal {info.get('legal_rate', 0):.1%}, score "
+                               f"{info.get('score', 0):.3f}; the scripted player: {info.get('scripted_score', 0):.3f})",
+                    "play": f"warm-up: playing {info.get('episodes')} episodes of the game's scripted players "
+                            f"({', '.join(f'{r}={a}' for r, a in (info.get('agents') or {}).items())})",
+                    "clone": f"warm-up: cloning them ({info.get('episodes')} episodes, {info.get('epochs')} epochs)"}
+            console.print(Text(text.get(step, f"warm-up: {step}"), style="magenta"), highlight=False, soft_wrap=True)
         elif event == "eval":
             if info.get("same_as"):
-                console.print(Text(f"eval ({info['label']}): no training iteration ran, the same model as "
+                console.print(Text(f"{stage}eval ({info['label']}): no training iteration ran, the same model as "
                                    f"'{info['same_as']}'", style="cyan"), highlight=False, soft_wrap=True)
                 return
             for seat, row in info["seats"].items():
-                console.print(Text(f"eval ({info['label']}, it {info['iteration']}) {seat} vs {row['opponents']}: "
-                                   f"score {row['policy_score']:.3f} ± {row.get('policy_score_se', 0.0):.3f} (s.e.), "
+                console.print(Text(f"{stage}eval ({info['label']}, it {info['iteration']}) {seat} vs "
+                                   f"{row['opponents']}: score {row['policy_score']:.3f} ± "
+                                   f"{row.get('policy_score_se', 0.0):.3f} (s.e.), "
                                    f"legal {row['policy_legal_rate']:.1%}",
                                    style="cyan"), highlight=False, soft_wrap=True)
 

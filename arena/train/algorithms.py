@@ -16,6 +16,7 @@ from arena.config import ScenarioError, read_toml
 from arena.train import bc, pg, score
 from arena.train.scenario import TrainScenario, parse_train_scenario
 from arena.train.session import TrainingSession
+from arena.train.warmup import warm_start
 from games.options import Config, OptionError
 
 __all__ = ["ALGORITHMS", "Algorithm", "algorithm_config", "config_class", "load_train_scenario", "train",
@@ -64,8 +65,10 @@ def algorithm_config(scenario: TrainScenario) -> Config:
 
 def train(scenario: TrainScenario, resume: bool = False, wandb: bool = True,
           progress: Callable[[str, dict[str, Any]], None] | None = None) -> dict[str, Any]:
-    """Run (or resume) the scenario's algorithm; return the evaluations before and after."""
+    """Run (or resume) the scenario's algorithm, after its warm-up if it has one (:mod:`arena.train.warmup`);
+    return the evaluations before and after."""
     config = algorithm_config(scenario)
+    scenario = warm_start(scenario, train, resume=resume, wandb=wandb, progress=progress)
     session = TrainingSession(scenario, config, resume=resume, wandb=wandb, progress=progress)
     try:
         state = session.load_checkpoint() if resume else None

@@ -10,7 +10,8 @@ What counts as "did well" (``filter``), per role:
   of its own set-up's plays instead, so a lucky deal (values that suit the role) no longer counts
   as good play;
 * ``non-zero``: score above zero (e.g. a deal was reached);
-* ``top-k``: the best ``top_fraction`` of the role's sides.
+* ``top-k``: the best ``top_fraction`` of the role's sides;
+* ``all``: every side (cloning a teacher, such as a warm-up's scripted players).
 
 With ``[data] episodes = [...]`` the rounds learn from stored episode files
 instead of playing (text-only turns are cloned from their tokenised text).
@@ -42,7 +43,7 @@ class FilteredBCConfig(Section):
     episodes_per_round: int = option(256, "episodes played per round", min=1)
     group_size: int = option(1, "plays of each set-up per round; 2 or more: above-mean compares a side with "
                                 "the other plays of its own set-up", min=1)
-    filter: str = option("above-mean", "which sides to keep", choices=("above-mean", "non-zero", "top-k"))
+    filter: str = option("above-mean", "which sides to keep", choices=("above-mean", "non-zero", "top-k", "all"))
     top_fraction: float = option(0.25, "top-k: the share of sides to keep", min=0.01, max=1.0)
     epochs: int = option(2, "passes over the kept sides per round", min=1)
     learning_rate: float = option(1e-4, "AdamW learning rate", min=0.0)
@@ -63,6 +64,8 @@ def select(seqs, rule: str, top_fraction: float = 0.25, by_setup: bool = False) 
                 kept += [s for s in plays if s.score > mean]
         elif rule == "above-mean":
             kept += [s for s in mine if s.score > scores.mean()]
+        elif rule == "all":
+            kept += mine
         elif rule == "non-zero":
             kept += [s for s in mine if s.score > 0]
         else:

@@ -32,7 +32,7 @@ def prepare_dir(out: Path, info: dict[str, Any], config: Any, resume: bool) -> N
         if different:
             raise TrainError(f"{out} was trained with different settings ({', '.join(different)}); "
                              "use another --out")
-    elif resume and any(p.name not in (OutputLock.FILE, "ranks") for p in out.iterdir()):
+    elif resume and any(p.name not in (OutputLock.FILE, "ranks", "warmup") for p in out.iterdir()):
         raise TrainError(f"nothing to resume in {out} (no train.json)")
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(meta, json.dumps(info, indent=1, default=str) + "\n")

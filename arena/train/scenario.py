@@ -52,7 +52,7 @@ from arena.config import ScenarioError, Section, load_plugins, run_table, set_va
 from arena.train.model import LoraSettings
 from games.options import Config, OptionError, option, suggest
 
-__all__ = ["TrainScenario", "parse_train_scenario", "POLICY"]
+__all__ = ["TrainScenario", "TrainWarmupSection", "parse_train_scenario", "POLICY"]
 
 POLICY = "policy"
 
@@ -112,6 +112,29 @@ class TrainRolloutSection(Section):
 
 
 @dataclass(frozen=True)
+class TrainWarmupSection(Section):
+    when: str = option("never", "clone the game's scripted players before the algorithm runs: never, always, or "
+                       "auto (when, over probe_episodes held-out episodes, the start model's moves in the trained "
+                       "roles are legal less than min_legal_rate of the time, or it scores less than "
+                       "min_score_share of what the scripted player scores in its seat)",
+                       choices=("never", "always", "auto"))
+    episodes: int = option(512, "scripted episodes to clone (the trained roles played by the scripted player, the "
+                           "others as [roles] says)", min=1)
+    epochs: int = option(3, "passes over the scripted episodes", min=1)
+    filter: str = option("all", "which scripted sides to clone: all, or a filtered-bc rule",
+                         choices=("all", "above-mean", "non-zero", "top-k"))
+    learning_rate: float = option(1e-3, "AdamW learning rate of the cloning", min=0.0)
+    batch_tokens: int = option(8192, "padded tokens per optimiser step of the cloning", min=256)
+    seed: int = option(7, "seed of the scripted episodes", min=0)
+    min_legal_rate: float = option(0.9, "auto: warm up when the start model's legal-move rate is below this",
+                                   min=0.0, max=1.0)
+    min_score_share: float = option(0.5, "auto: warm up when the start model scores below this share of the "
+                                         "scripted player's score (when that is positive)", min=0.0)
+    probe_episodes: int = option(32, "auto: held-out episodes the start model (and the scripted player) play first",
+                                 min=1)
+
+
+@dataclass(frozen=True)
 class TrainScenario:
     path: Path
     init: str
@@ -127,6 +150,7 @@ class TrainScenario:
     run: TrainRunSection
     plugins: tuple[str, ...]
     rollout: TrainRolloutSection = TrainRolloutSection()
+    warmup: TrainWarmupSection = TrainWarmupSection()
 
     @property
     def trained_roles(self) -> tuple[str, ...]:
@@ -144,7 +168,8 @@ class TrainScenario:
                 "sampling": self.sampling.to_dict(), "eval": self.eval.to_dict(), "seed": self.run.seed,
                 # only when not the default, so runs started before the option existed still resume
                 **({"precision": self.run.precision} if self.run.precision != "fp32" else {}),
-                **({"rollout": self.rollout.to_dict()} if self.rollout.engine != "hf" else {})}
+                **({"rollout": self.rollout.to_dict()} if self.rollout.engine != "hf" else {}),
+                **({"warmup": self.warmup.to_dict()} if self.warmup.when != "never" else {})}
 
 
 def _lora(value: Any, where: str) -> LoraSettings | None:
@@ -173,7 +198,7 @@ def parse_train_scenario(data: dict[str, Any], path: Path, configs: Mapping[str,
     for dotted, value in (overrides or {}).items():
         set_value(data, dotted, value)
     where = str(path)
-    known = ["plugins", "model", "game", "roles", "algorithm", "data", "sampling", "eval", "run", "rollout"]
+    known = ["plugins", "model", "game", "roles", "algorithm", "data", "sampling", "eval", "run", "rollout", "warmup"]
     for key in data:
         if key not in known:
             raise ScenarioError(f"{where}: unknown section or key {key!r}; expected {', '.join(known)}."
@@ -223,6 +248,7 @@ def parse_train_scenario(data: dict[str, Any], path: Path, configs: Mapping[str,
         evaluation = TrainEvalSection.from_mapping(data.get("eval"), source=f"{where} [eval]")
         run = TrainRunSection.from_mapping(run_table(data, {"out": out}), source=f"{where} [run]")
         rollout = TrainRolloutSection.from_mapping(data.get("rollout"), source=f"{where} [rollout]")
+        warmup = TrainWarmupSection.from_mapping(data.get("warmup"), source=f"{where} [warmup]")
     except OptionError as err:
         raise ScenarioError(str(err)) from None
     data_section = dict(data.get("data") or {})
@@ -240,6 +266,12 @@ def parse_train_scenario(data: dict[str, Any], path: Path, configs: Mapping[str,
     for file in stored:
         if not Path(file).exists():
             raise ScenarioError(f"{where} [data]: episode file not found: {file}")
+    if warmup.when != "never" and games.get_spec(env.game_id).cls.scripted_player is None:
+        raise ScenarioError(f"{where} [warmup]: {env.game_id} has no scripted player to clone; give the game one "
+                            "(docs/new-game.md, 'A scripted player') or set when = \"never\"")
+    if warmup.when != "never" and stored:
+        raise ScenarioError(f"{where} [warmup]: a warm-up clones scripted play before the algorithm; [data] "
+                            "episodes already give filtered-bc what to clone (drop one of the two)")
     return TrainScenario(path, init, _lora(model.get("lora"), f"{where} [model]"), env.game_id,
                          env.options.to_dict(), roles, name, algorithm, stored, sampling, evaluation, run, plugins,
-                         rollout)
+                         rollout, warmup)

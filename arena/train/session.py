@@ -71,6 +71,9 @@ def unsupported_with_ranks(scenario: TrainScenario, world: int) -> str | None:
         return (f"[rollout] engine = \"{scenario.rollout.engine}\" with {world} data-parallel ranks is not supported "
                 "yet (each rank would start or push to engines of its own); use engine = \"hf\" with --nproc or "
                 "torchrun, or one trainer with vllm-server engines")
+    if scenario.warmup.when != "never":
+        return (f"[warmup] with {world} data-parallel ranks is not supported yet (each rank would play and clone "
+                "the scripted episodes); warm up in one process, or set when = \"never\"")
     if scenario.run.fsdp and scenario.lora is not None:
         return ("[run] fsdp = true with LoRA ([model] lora) is not supported (LoRA's trained state is small already: "
                 "train it data-parallel without fsdp)")
