@@ -19,6 +19,19 @@
 Each step writes under ``OUT/<step>``; ``OUT/report.md`` sums them up. Every
 step resumes: run the command again after an interruption and finished work
 is kept.
+
+The short form, for a game of your own, names only the game, the trained roles and their opponents
+(``arena new-game GAME`` writes one):
+
+    plugins = ["guess_game.py"]
+    game = "guess-v0"              # or { id = "...", options = { ... } }
+    trained = ["guesser"]          # the roles the model learns (default: every role: self-play)
+    opponents = "scripted"         # who plays the other roles
+
+It becomes a training step that clones the game's scripted player first when the seed model cannot play
+(``[warmup] when = "auto"``) and then runs policy gradient, and a tournament of the model before and after
+against the scripted and random players (:func:`new_game_steps`). ``[train]`` and ``[tournament]`` tables
+beside it change any key of those steps.
 """
 
 from __future__ import annotations
@@ -33,7 +46,8 @@ from typing import Any
 
 import tomli_w
 
-from arena.config import ScenarioError, check_keys, read_toml
+import games
+from arena.config import ScenarioError, check_keys, load_plugins, read_toml
 from arena.output import OutputLock
 from arena.play.scenario import SelfPlayScenario, selfplay_scenario
 from arena.play.selfplay import run_selfplay
@@ -44,7 +58,7 @@ from arena.rate.tournament import run_tournament
 from arena.train.algorithms import train, train_scenario
 from arena.train.scenario import TrainScenario
 
-__all__ = ["PipelineSteps", "load_pipeline", "plan_pipeline", "prepare_pipeline", "run_pipeline"]
+__all__ = ["PipelineSteps", "load_pipeline", "new_game_steps", "plan_pipeline", "prepare_pipeline", "run_pipeline"]
 
 log = logging.getLogger(__name__)
 TRAINED = "TRAINED"
@@ -59,10 +73,67 @@ def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, An
     return out
 
 
+SHORT = ("plugins", "game", "trained", "opponents")
+
+
+def new_game_steps(game: Any, trained: Any = None, opponents: str = "scripted",
+                   plugins: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The training and tournament steps of the short form (see the module docstring), as scenario data."""
+    spec = {"id": game} if isinstance(game, str) else dict(game) if isinstance(game, Mapping) else None
+    if spec is None or "id" not in spec or set(spec) - {"id", "options"}:
+        raise ScenarioError(f"game must be a game id or a table {{ id = \"...\", options = {{ ... }} }}; got {game!r}")
+    try:
+        roles = games.make(spec["id"], **dict(spec.get("options") or {})).roles
+    except (games.UnknownGameError, games.OptionError) as err:
+        raise ScenarioError(f"game: {err}") from None
+    names = [trained] if isinstance(trained, str) else list(roles) if trained is None else trained
+    if not isinstance(names, list) or not names or any(r not in roles for r in names):
+        raise ScenarioError(f"trained must name roles of {spec['id']} ({', '.join(roles)}); got {trained!r}")
+    if not isinstance(opponents, str):
+        raise ScenarioError(f"opponents must be an agent spec such as \"scripted\"; got {opponents!r}")
+    game_table = {"id": spec["id"], "options": dict(spec.get("options") or {})}
+    partners = {r: opponents for r in roles if r not in names}
+    sampling = {"temperature": 1.0, "max_new_tokens": 64}
+    train = {"plugins": list(plugins), "model": {"init": "seed"}, "game": game_table,
+             "roles": {r: "policy" if r in names else opponents for r in roles},
+             "warmup": {"when": "auto", "episodes": 512, "epochs": 8},
+             "algorithm": {"name": "pg", "estimator": "rloo", "iterations": 20, "groups": 8, "group_size": 4,
+                           "learning_rate": 1e-4, "beta": 0.02},
+             "sampling": sampling, "eval": {"episodes": 128, "every": 0, "opponents": opponents},
+             "run": {"concurrency": 64, "checkpoint_every": 5, "threads": 1}}
+    tournament = {"plugins": list(plugins),
+                  "agents": {"before": "seed", "after": TRAINED, "scripted": "scripted", "random": "random"},
+                  "games": [{**game_table, **({"partners": partners} if partners else {})}],
+                  "schedule": {"games_per_pairing": 32}, "sampling": sampling, "run": {"concurrency": 64}}
+    return {"train": train, "tournament": tournament}
+
+
+def _short_form(data: dict[str, Any], path: Path) -> dict[str, Any]:
+    """A short-form scenario as the full form: its steps, with its [train] and [tournament] tables merged in."""
+    plugins = data.get("plugins", [])
+    if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
+        raise ScenarioError(f"{path}: 'plugins' must be a list of game files or modules")
+    # absolute, so that the recorded OUT/<step>.toml files run from anywhere
+    plugins = tuple(str((path.parent / p).resolve()) if (path.parent / p).is_file() else p for p in plugins)
+    load_plugins({"plugins": list(plugins)}, str(path), path.parent)
+    try:
+        steps = new_game_steps(data["game"], data.get("trained"), data.get("opponents", "scripted"), plugins)
+    except ScenarioError as err:
+        raise ScenarioError(f"{path}: {err}") from None
+    for step in ("train", "tournament"):
+        if not isinstance(data.get(step, {}), Mapping):
+            raise ScenarioError(f"{path}: [{step}] must be a table of that step's keys to change")
+        steps[step] = _merge(steps[step], data.get(step, {}))
+    return {**({"out": data["out"]} if "out" in data else {}), **steps}
+
+
 def load_pipeline(path: str | Path) -> dict[str, Any]:
-    """Read a pipeline scenario file and check its top level."""
+    """Read a pipeline scenario file and check its top level (a short form is expanded to the full one)."""
     path = Path(path)
     data = read_toml(path)
+    if "game" in data:
+        check_keys(data, ["out", *SHORT, "train", "tournament"], str(path))
+        return _short_form(data, path)
     check_keys(data, ["out", *STEPS], str(path))
     if "train" in data and "scenario" not in data["train"]:
         raise ScenarioError(f"{path} [train]: key 'scenario' (a training scenario file) is required")
@@ -92,10 +163,13 @@ def plan_pipeline(path: str | Path, out: str | None = None, wandb: bool = False)
         steps.selfplay = selfplay_scenario(steps.data["selfplay"], path)
     if "train" in data:
         section = dict(data["train"])
-        base_file = (path.parent / section.pop("scenario")).resolve()
-        if not base_file.is_file():
-            raise ScenarioError(f"{path} [train]: training scenario not found: {base_file}")
-        spec = _merge(read_toml(base_file), section)
+        if "scenario" in section:
+            base_file = (path.parent / section.pop("scenario")).resolve()
+            if not base_file.is_file():
+                raise ScenarioError(f"{path} [train]: training scenario not found: {base_file}")
+            spec = _merge(read_toml(base_file), section)
+        else:  # the short form's own training step
+            base_file, spec = path, section
         steps.data["train"] = _merge(spec, {"run": {"out": str(root / "train"),
                                                     "wandb": "offline" if wandb else "disabled"}})
         steps.train = train_scenario(steps.data["train"], base_file)

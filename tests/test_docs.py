@@ -1,5 +1,6 @@
 """The new-game guide works as written: its file loads, plays from the CLI and passes the registry-wide tests."""
 
+import json
 import os
 import re
 import subprocess
@@ -12,7 +13,7 @@ from typer.testing import CliRunner
 import games
 from arena.cli import app
 from tests.guide import GUESS, HAGGLE, guide_game_file, write_guide_game
-from tests.helpers import scripted_game
+from tests.helpers import arena, one_error_line, scripted_game
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -88,3 +89,29 @@ def test_readme_names_only_agent_specs_that_exist():
     named = set(re.findall(r"`([a-z][a-z-]*)(?::[^`]*)?`", paragraph))  # `seed`, `hf:PATH` -> seed, hf
     assert named, paragraph
     assert named <= set(_FACTORIES), f"README names agent specs that do not exist: {sorted(named - set(_FACTORIES))}"
+
+
+def test_the_guide_game_goes_to_a_trained_rated_agent_in_one_command(tmp_path):
+    """docs/new-game.md, 'Train an agent for your game': `arena new-game` writes the scenario and `arena run`
+    takes guess-v0 from the seed model (which cannot play it) through the warm-up clone and policy gradient to
+    a before/after tournament with the scripted and random players. Shrunk to seconds: a check that the
+    pipeline completes and writes its files, not a measurement."""
+    scenario = tmp_path / "guess.toml"
+    written = arena("new-game", "guess-v0", "--plugin", str(guide_game_file()), "--trained", "guesser",
+                    "--out", str(scenario))
+    assert written.returncode == 0, written.stderr
+    with scenario.open("a") as f:
+        f.write("\n[train]\nwarmup = { episodes = 48, epochs = 2, probe_episodes = 8 }\n"
+                "algorithm = { iterations = 1, groups = 2, group_size = 2 }\neval = { episodes = 8 }\n"
+                "[tournament]\nschedule = { games_per_pairing = 2 }\n")
+    out = tmp_path / "run"
+    result = arena("run", str(scenario), "--out", str(out), timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    warm = json.loads((out / "train" / "warmup" / "warmup.json").read_text())
+    assert warm["cloned"] and (out / "train" / "warmup" / "clone" / "final" / "config.json").is_file()
+    assert (out / "train" / "final" / "config.json").is_file() and (out / "report.md").is_file()
+    ratings = {row["agent"]: row for row in json.loads((out / "tournament" / "ratings.json").read_text())["agents"]}
+    assert set(ratings) == {"before", "after", "scripted", "random"}
+    assert (out / "train.toml").is_file() and (out / "tournament.toml").is_file()
+    again = arena("new-game", "guess-v0", "--plugin", str(guide_game_file()), "--out", str(scenario))
+    assert again.returncode == 2 and "exists already" in one_error_line(again)

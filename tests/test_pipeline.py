@@ -3,9 +3,11 @@
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from arena.cli import app
+from tests.helpers import arena, one_error_line
 
 runner = CliRunner()
 TALK_GAME = Path(__file__).with_name("train_game.py")
@@ -74,3 +76,18 @@ def test_pipeline_errors(tmp_path):
     bad.write_text('[tournament]\nagents = { a = "TRAINED", b = "random" }\ngames = [ { id = "refine-v0" } ]\n')
     result = runner.invoke(app, ["run", str(bad)])
     assert result.exit_code == 2 and "needs a [train] step" in result.output
+
+
+@pytest.mark.parametrize("body,message", [
+    ('game = "refine-v0"\ntrained = ["solvr"]', "trained must name roles of refine-v0 (solver)"),
+    ('game = "refine-v0"\ntrainee = ["solver"]', "unknown"),
+    ('game = { id = "refine-v0", option = { difficulty = 1 } }', "game must be a game id or a table"),
+    ('game = "refine-v0"\n[train]\nalgorithm = { iteration = 3 }', "iteration"),
+    ('game = "refine-v0"\n[selfplay]\nagents = { solver = "seed" }', "unknown"),
+])
+def test_a_bad_short_form_is_one_line_before_anything_runs(tmp_path, body, message):
+    path = tmp_path / "short.toml"
+    path.write_text(body + "\n")
+    line = one_error_line(arena("run", str(path), "--out", str(tmp_path / "out")))
+    assert message in line, line
+    assert not (tmp_path / "out").exists()

@@ -7,6 +7,7 @@ at once: the one deliberate exception to imports at the top of a module.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from arena.cli.common import (
     err_console,
     fail,
     interrupt_hint,
+    load_plugins,
     parse_key_values,
     show_leaderboard,
 )
@@ -157,9 +159,14 @@ def run_command(
             scores = " · ".join(f"{k} {v:.3f}" for k, v in info.items() if k.startswith("score/"))
             console.print(f"  iteration {info['iteration']:>3} · {info['minutes']:.1f} min · {scores}", highlight=False)
         elif step == "train/eval":
-            for seat, row in info["seats"].items():
-                console.print(Text(f"  held-out eval ({info['label']}) {seat}: score {row['policy_score']:.3f}",
-                                   style="cyan"), highlight=False)
+            stage = f"{info['stage']}: " if info.get("stage") else ""
+            for seat, row in info.get("seats", {}).items():
+                console.print(Text(f"  {stage}held-out eval ({info['label']}) {seat}: score {row['policy_score']:.3f}"
+                                   f", legal {row['policy_legal_rate']:.1%}", style="cyan"), highlight=False)
+        elif step == "train/warmup":
+            console.print(Text(f"  warm-up: {info['step']}" + (f" ({info['episodes']} episodes)"
+                                                                if info.get("episodes") else ""), style="magenta"),
+                          highlight=False)
         elif "/" not in step:
             console.rule(Text(f"{step} · {time.perf_counter() - started:.0f} s"))
 
@@ -177,6 +184,60 @@ def run_command(
         show_leaderboard(results["tournament"])
     console.print(f"report: {results['out']}/report.md · {(time.perf_counter() - started) / 60:.1f} minutes",
                   highlight=False)
+
+
+@app.command("new-game")
+def new_game_command(
+    game: str = typer.Argument(..., help="The game's id, e.g. guess-v0."),
+    plugin: list[str] | None = typer.Option(None, "--plugin", help="The game's file or module (repeatable)."),
+    trained: list[str] | None = typer.Option(None, "--trained", help="A role the model learns (repeatable; "
+                                             "default: every role, in self-play)."),
+    opponents: str = typer.Option("scripted", "--opponents", help="Who plays the other roles."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Write the scenario here (default: print it)."),
+) -> None:
+    """Write a scenario that takes a game from nothing to a trained, rated agent with `arena run`."""
+    from arena.pipeline import new_game_steps
+
+    try:
+        load_plugins(plugin)
+        new_game_steps(game, trained or None, opponents)  # checked now: a typo fails here, not in `arena run`
+    except (CliError, *USER_ERRORS) as err:
+        fail(str(err))
+        return
+    quoted = json.dumps  # a JSON string is a TOML basic string
+    text = NEW_GAME.format(game=quoted(game), plugins=", ".join(quoted(p) for p in (plugin or [])),
+                           trained=f"trained = [{', '.join(quoted(r) for r in trained)}]" if trained else
+                           "# trained = [...]              # the roles the model learns (default: every role)",
+                           opponents=quoted(opponents), name=game.removesuffix("-v0"))
+    if out is None:
+        print(text, end="")
+        return
+    if out.exists():
+        fail(f"{out} exists already; choose another --out (nothing was written)")
+        return
+    out.write_text(text, encoding="utf-8")
+    console.print(f"wrote {out}; run it with: arena run {out}", highlight=False)
+
+
+NEW_GAME = """# From a new game to a trained agent, in one command: arena run THIS_FILE
+# 1. training: the seed model learns the trained roles; when it cannot play the game yet (a probe of
+#    held-out episodes: under 90% legal moves, or under half the scripted player's score), it first clones
+#    the game's scripted player (512 episodes), then runs 20 iterations of policy gradient;
+# 2. a tournament: the model before and after, the scripted and the random players (32 games a pairing);
+# 3. OUT/report.md. Run it again to resume; OUT/train.toml and OUT/tournament.toml hold every setting.
+out = "runs/{name}"
+plugins = [{plugins}]
+game = {game}                  # or {{ id = {game}, options = {{ ... }} }}
+{trained}
+opponents = {opponents}         # who plays the other roles, in training and in the tournament
+
+# Any key of the two steps can be changed here (docs/training.md, docs/tournaments.md), for example:
+# [train]
+# warmup = {{ when = "always", episodes = 1024, epochs = 8 }}
+# algorithm = {{ iterations = 40, learning_rate = 1e-4 }}
+# [tournament]
+# schedule = {{ games_per_pairing = 64 }}
+"""
 
 
 @app.command("seed-model")
