@@ -86,6 +86,9 @@ def new_game_steps(game: Any, trained: Any = None, opponents: str = "scripted",
         roles = games.make(spec["id"], **dict(spec.get("options") or {})).roles
     except (games.UnknownGameError, games.OptionError) as err:
         raise ScenarioError(f"game: {err}") from None
+    if games.get_spec(spec["id"]).cls.scripted_player is None:
+        raise ScenarioError(f"{spec['id']} has no scripted player: this scenario clones it, rates against it and "
+                            "plays it as the default opponent; give the game one (docs/new-game.md, section 4)")
     names = [trained] if isinstance(trained, str) else list(roles) if trained is None else trained
     if not isinstance(names, list) or not names or any(r not in roles for r in names):
         raise ScenarioError(f"trained must name roles of {spec['id']} ({', '.join(roles)}); got {trained!r}")
@@ -222,7 +225,8 @@ def run_pipeline(path: str | Path, out: str | None = None, wandb: bool = False,
 
     if steps.train is not None:
         started = time.perf_counter()
-        resume = (root / "train" / "train.json").is_file()
+        # a run stopped during the warm-up has no train.json yet, only OUT/train/warmup
+        resume = (root / "train" / "train.json").is_file() or (root / "train" / "warmup").is_dir()
         if (root / "train" / "final" / "config.json").is_file():
             tell("train", {"skipped": "already trained", "out": str(root / "train")})
             evals = json.loads((root / "train" / "eval.json").read_text(encoding="utf-8"))

@@ -12,7 +12,7 @@ from games.base import GameError, GameResult, MoveRecord, TextGame
 from games.gym_env import SingleRoleEnv, to_gymnasium
 from games.negotiation import NegotiationGame  # noqa: E402  (built-in games register below)
 from games.options import GameOptions, OptionError, option
-from games.players import CallablePlayer, Player, RandomPlayer
+from games.players import CallablePlayer, Player, RandomPlayer, players_by_role
 from games.refine import RefineGame  # noqa: E402
 from games.registry import (
     GameSpec,
@@ -33,5 +33,5 @@ for _game in (NegotiationGame, RefineGame, TherapyGame):
 __all__ = [
     "AnyText", "CallablePlayer", "GameError", "GameOptions", "GameResult", "GameSpec", "MoveRecord",
     "OptionError", "Player", "PluginError", "RandomPlayer", "SingleRoleEnv", "TextGame", "UnknownGameError",
-    "get_spec", "list_games", "load_plugin", "make", "option", "register", "to_gymnasium",
+    "get_spec", "list_games", "load_plugin", "make", "option", "players_by_role", "register", "to_gymnasium",
 ]

@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -75,6 +76,11 @@ def test_the_two_role_guide_game_plays_scripted_and_against_random():
         else:
             assert "price" not in env.result.metrics
     assert deals >= 5, deals
+    scripted = games.get_spec("haggle-v0").cls.scripted_player
+    per_role = games.players_by_role("HaggleScripted", {"seller": scripted, "buyer": scripted})  # as section 8 says
+    env = games.make("haggle-v0")
+    env.reset(seed=1)
+    assert per_role("seller", env.options, 1).act(env.observe("seller")).startswith("offer ")
     env = games.make("haggle-v0", penalty=2.0)
     env.reset(seed=0)
     env.step("accept")  # nothing to accept yet
@@ -113,5 +119,14 @@ def test_the_guide_game_goes_to_a_trained_rated_agent_in_one_command(tmp_path):
     ratings = {row["agent"]: row for row in json.loads((out / "tournament" / "ratings.json").read_text())["agents"]}
     assert set(ratings) == {"before", "after", "scripted", "random"}
     assert (out / "train.toml").is_file() and (out / "tournament.toml").is_file()
+    # stopped after the warm-up, before the training wrote anything: the same command goes on from the clone
+    clone = out / "train" / "warmup" / "clone" / "final" / "model.safetensors"
+    stamp = clone.stat().st_mtime_ns
+    for path in (out / "train").iterdir():
+        if path.name != "warmup":
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    rerun = arena("run", str(scenario), "--out", str(out), timeout=600)
+    assert rerun.returncode == 0, rerun.stdout[-2000:] + rerun.stderr[-2000:]
+    assert clone.stat().st_mtime_ns == stamp and (out / "train" / "final" / "config.json").is_file()
     again = arena("new-game", "guess-v0", "--plugin", str(guide_game_file()), "--out", str(scenario))
     assert again.returncode == 2 and "exists already" in one_error_line(again)

@@ -104,3 +104,5 @@ def test_a_game_without_a_scripted_player_cannot_warm_up(tmp_path):
                     .replace('id = "guess-v0"', 'id = "bare-guess-v0"'))
     line = one_error_line(arena("train", str(path), "--out", str(tmp_path / "x")))
     assert "bare-guess-v0 has no scripted player" in line and 'when = "never"' in line, line
+    line = one_error_line(arena("new-game", "bare-guess-v0", "--plugin", str(plugin)))
+    assert "bare-guess-v0 has no scripted player" in line, line
