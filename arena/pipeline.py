@@ -99,9 +99,10 @@ def new_game_steps(game: Any, trained: Any = None, opponents: str = "scripted",
     sampling = {"temperature": 1.0, "max_new_tokens": 64}
     train = {"plugins": list(plugins), "model": {"init": "seed"}, "game": game_table,
              "roles": {r: "policy" if r in names else opponents for r in roles},
-             "warmup": {"when": "auto", "episodes": 512, "epochs": 8},
-             "algorithm": {"name": "pg", "estimator": "rloo", "iterations": 20, "groups": 8, "group_size": 4,
-                           "learning_rate": 1e-4, "beta": 0.02},
+             # measured on guess-v0 from the seed model (docs/new-game.md, section 9)
+             "warmup": {"when": "auto", "episodes": 2048, "epochs": 6},
+             "algorithm": {"name": "pg", "estimator": "rloo", "iterations": 60, "groups": 8, "group_size": 4,
+                           "learning_rate": 3e-4, "beta": 0.02},
              "sampling": sampling, "eval": {"episodes": 128, "every": 0, "opponents": opponents},
              "run": {"concurrency": 64, "checkpoint_every": 5, "threads": 1}}
     tournament = {"plugins": list(plugins),

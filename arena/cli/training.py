@@ -222,7 +222,7 @@ def new_game_command(
 NEW_GAME = """# From a new game to a trained agent, in one command: arena run THIS_FILE
 # 1. training: the seed model learns the trained roles; when it cannot play the game yet (a probe of
 #    held-out episodes: under 90% legal moves, or under half the scripted player's score), it first clones
-#    the game's scripted player (512 episodes), then runs 20 iterations of policy gradient;
+#    the game's scripted player (2,048 episodes, 6 epochs), then runs 60 iterations of policy gradient;
 # 2. a tournament: the model before and after, the scripted and the random players (32 games a pairing);
 # 3. OUT/report.md. Run it again to resume; OUT/train.toml and OUT/tournament.toml hold every setting.
 out = "runs/{name}"
@@ -233,8 +233,8 @@ opponents = {opponents}         # who plays the other roles, in training and in 
 
 # Any key of the two steps can be changed here (docs/training.md, docs/tournaments.md), for example:
 # [train]
-# warmup = {{ when = "always", episodes = 1024, epochs = 8 }}
-# algorithm = {{ iterations = 40, learning_rate = 1e-4 }}
+# warmup = {{ when = "always", episodes = 4096, epochs = 8 }}
+# algorithm = {{ iterations = 100, learning_rate = 1e-4 }}
 # [tournament]
 # schedule = {{ games_per_pairing = 64 }}
 """
