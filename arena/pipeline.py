@@ -114,12 +114,8 @@ def new_game_steps(game: Any, trained: Any = None, opponents: str = "scripted",
 
 def _short_form(data: dict[str, Any], path: Path) -> dict[str, Any]:
     """A short-form scenario as the full form: its steps, with its [train] and [tournament] tables merged in."""
-    plugins = data.get("plugins", [])
-    if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
-        raise ScenarioError(f"{path}: 'plugins' must be a list of game files or modules")
-    # absolute, so that the recorded OUT/<step>.toml files run from anywhere
-    plugins = tuple(str((path.parent / p).resolve()) if (path.parent / p).is_file() else p for p in plugins)
-    load_plugins({"plugins": list(plugins)}, str(path), path.parent)
+    # from an absolute folder, so that the recorded OUT/<step>.toml files run from anywhere
+    plugins = load_plugins(data, str(path), path.resolve().parent)
     try:
         steps = new_game_steps(data["game"], data.get("trained"), data.get("opponents", "scripted"), plugins)
     except ScenarioError as err:

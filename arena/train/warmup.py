@@ -67,10 +67,16 @@ def _tagged(say: Callable, stage: str) -> Callable:
     return lambda event, info: say(event, {**info, "stage": stage})
 
 
+def _scripted_roles(scenario: TrainScenario, opponents: str | None = None) -> dict[str, str]:
+    """The scenario's roles with the game's scripted player in the trained ones (and ``opponents``, if given, in
+    the others)."""
+    return {role: "scripted" if spec == POLICY else (opponents or spec) for role, spec in scenario.roles.items()}
+
+
 def _play(scenario: TrainScenario, out: Path, episodes: int, seed: int, opponents: str | None = None):
     """Episodes of the game's scripted player in the trained roles (the others as [roles] says, or
     ``opponents``), into ``out``."""
-    agents = {role: "scripted" if spec == POLICY else (opponents or spec) for role, spec in scenario.roles.items()}
+    agents = _scripted_roles(scenario, opponents)
     data = {"game": {"id": scenario.game, "options": scenario.options}, "agents": agents,
             "plugins": list(scenario.plugins), "sampling": scenario.sampling.to_dict(),
             "run": {"episodes": episodes, "seed": seed, "out": str(out), "concurrency": scenario.run.concurrency,
@@ -106,8 +112,7 @@ def warm_start(scenario: TrainScenario, train: Train, resume: bool = False, wand
         return scenario
     clone = folder / "clone"
     if not (clone / "final" / "config.json").is_file():
-        say("warmup", {"step": "play", "episodes": warm.episodes,
-                       "agents": {r: "scripted" if s == POLICY else s for r, s in scenario.roles.items()}})
+        say("warmup", {"step": "play", "episodes": warm.episodes, "agents": _scripted_roles(scenario)})
         played = _play(scenario, folder / "scripted", warm.episodes, warm.seed)
         say("warmup", {"step": "clone", "episodes": played.total, "epochs": warm.epochs})
         algorithm = {"rounds": 1, "epochs": warm.epochs, "filter": warm.filter, "learning_rate": warm.learning_rate,
